@@ -1,0 +1,232 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	sockaddr "github.com/hashicorp/go-sockaddr/template"
+	"github.com/rewire/rewire/health"
+	"github.com/rewire/rewire/internal/yamlconf"
+	"github.com/rewire/rewire/registry"
+	"github.com/rewire/rewire/registry/schema"
+)
+
+// Config is registrar.yaml (DESIGN.md "Config files").
+type Config struct {
+	Etcd     registry.Config `yaml:"etcd"`
+	LeaseTTL time.Duration   `yaml:"lease_ttl"`
+	Listen   string          `yaml:"listen"`
+	Node     string          `yaml:"node"`
+	Services []ServiceConfig `yaml:"services"`
+}
+
+// ServiceConfig is one entry of `services:`.
+type ServiceConfig struct {
+	Name      string            `yaml:"name"`
+	ID        string            `yaml:"id"`
+	Address   string            `yaml:"address"`
+	Port      int               `yaml:"port"`
+	Tags      []string          `yaml:"tags"`
+	Meta      map[string]string `yaml:"meta"`
+	Weight    *int              `yaml:"weight"`
+	DependsOn []string          `yaml:"depends_on"`
+	Checks    []CheckConfig     `yaml:"checks"`
+}
+
+// CheckConfig is one entry of a service's `checks:`.
+type CheckConfig struct {
+	Name     string        `yaml:"name"`
+	Kind     string        `yaml:"kind"`
+	HTTP     string        `yaml:"http"`
+	TCP      string        `yaml:"tcp"`
+	Exec     []string      `yaml:"exec"`
+	Interval time.Duration `yaml:"interval"`
+	Timeout  time.Duration `yaml:"timeout"`
+	Rise     int           `yaml:"rise"`
+	Fall     int           `yaml:"fall"`
+}
+
+// DefaultConfig holds every default of registrar.yaml.
+var DefaultConfig = Config{
+	LeaseTTL: 10 * time.Second,
+	Listen:   "127.0.0.1:9701",
+}
+
+// defaultAddress is used when a service sets no address.
+const defaultAddress = "{{ GetPrivateIP }}"
+
+// loadConfig reads, defaults and validates path.
+func loadConfig(path string) (Config, *yamlconf.Doc, error) {
+	cfg := DefaultConfig
+	doc, err := yamlconf.Load(path, &cfg)
+	if err != nil {
+		return cfg, doc, err
+	}
+	if cfg.Node == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return cfg, doc, doc.Errorf("node", "not set and the hostname is unknown: %v", err)
+		}
+		cfg.Node = strings.ToLower(h)
+	}
+	return cfg, doc, cfg.Validate(doc)
+}
+
+// Validate checks everything that can be checked before connecting,
+// returning one located error per problem. It resolves address templates
+// and fills default ids in place.
+func (c *Config) Validate(doc *yamlconf.Doc) error {
+	var errs []error
+	bad := func(path string, err error) { errs = append(errs, doc.Error(path, err)) }
+	if c.LeaseTTL < 2*time.Second {
+		bad("lease_ttl", fmt.Errorf("%s is too short: use 2s or more", c.LeaseTTL))
+	}
+	if len(c.Services) == 0 {
+		bad("services", errors.New("no services configured"))
+	}
+	seen := map[string]int{}
+	for i := range c.Services {
+		s := &c.Services[i]
+		p := fmt.Sprintf("services[%d]", i)
+		nameErr := schema.ValidateName(s.Name)
+		if s.Name == "" {
+			nameErr = errors.New("missing")
+		}
+		if nameErr != nil {
+			bad(p+".name", nameErr)
+		}
+		if s.ID == "" {
+			s.ID = c.Node + "-" + strconv.Itoa(s.Port)
+			if err := schema.ValidateName(s.ID); err != nil {
+				bad(p+".id", fmt.Errorf("not set, and the default <node>-<port> %q is not a valid id; set one", s.ID))
+			}
+		}
+		key := s.Name + "/" + s.ID
+		if j, dup := seen[key]; dup && nameErr == nil {
+			bad(p+".id", fmt.Errorf("duplicate instance %s (also services[%d])", key, j))
+		}
+		seen[key] = i
+		if s.Address == "" {
+			s.Address = defaultAddress
+		}
+		if strings.Contains(s.Address, "{{") {
+			addr, err := sockaddr.Parse(s.Address)
+			switch {
+			case err != nil:
+				bad(p+".address", fmt.Errorf("go-sockaddr template %q: %v", s.Address, err))
+				continue
+			case strings.TrimSpace(addr) == "":
+				bad(p+".address", fmt.Errorf("go-sockaddr template %q resolved to nothing on this host; set an address", s.Address))
+				continue
+			}
+			s.Address = strings.TrimSpace(addr)
+		}
+		// The record's own validation covers every printable field.
+		var fe *schema.FieldError
+		for _, err := range unjoin(s.record(c.Node, time.Time{}, nil).Validate()) {
+			if errors.As(err, &fe) && !strings.HasPrefix(fe.Field, "health") && fe.Field != "service" && fe.Field != "id" {
+				bad(p+"."+configField(fe.Field), fe.Err)
+			}
+		}
+		names := map[string]bool{}
+		for j, ch := range s.Checks {
+			cp := fmt.Sprintf("%s.checks[%d]", p, j)
+			for _, err := range ch.validate() {
+				bad(cp+"."+err.field, err.err)
+			}
+			if names[ch.Name] {
+				bad(cp+".name", fmt.Errorf("duplicate check name %q", ch.Name))
+			}
+			names[ch.Name] = true
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	if err != nil {
+		return []error{err}
+	}
+	return nil
+}
+
+// configField maps a record field name to the config's spelling.
+func configField(f string) string {
+	f = strings.ReplaceAll(f, `meta["`, "meta.")
+	return strings.ReplaceAll(f, `"]`, "")
+}
+
+type fieldErr struct {
+	field string
+	err   error
+}
+
+func (ch CheckConfig) validate() []fieldErr {
+	var errs []fieldErr
+	bad := func(f string, err error) { errs = append(errs, fieldErr{f, err}) }
+	if ch.Name == "" {
+		bad("name", errors.New("missing"))
+	} else if err := schema.ValidateName(ch.Name); err != nil {
+		bad("name", err)
+	}
+	if _, err := health.ParseKind(ch.Kind); err != nil {
+		bad("kind", fmt.Errorf("%q: want shallow or deep", ch.Kind))
+	}
+	var kinds []string
+	if ch.HTTP != "" {
+		kinds = append(kinds, "http")
+		if !strings.HasPrefix(ch.HTTP, "http://") && !strings.HasPrefix(ch.HTTP, "https://") {
+			bad("http", fmt.Errorf("%q: want an http:// or https:// URL", ch.HTTP))
+		}
+	}
+	if ch.TCP != "" {
+		kinds = append(kinds, "tcp")
+	}
+	if ch.Exec != nil {
+		kinds = append(kinds, "exec")
+		if len(ch.Exec) == 0 || ch.Exec[0] == "" {
+			bad("exec", errors.New("empty command"))
+		}
+	}
+	switch len(kinds) {
+	case 0:
+		bad("name", errors.New("check has no type: set exactly one of http, tcp, exec"))
+	case 1:
+	default:
+		bad(kinds[1], fmt.Errorf("check sets %s: set exactly one of http, tcp, exec", strings.Join(kinds, " and ")))
+	}
+	if ch.Interval < 0 {
+		bad("interval", errors.New("negative"))
+	}
+	if ch.Timeout < 0 {
+		bad("timeout", errors.New("negative"))
+	}
+	if ch.Rise < 0 || ch.Fall < 0 {
+		bad(map[bool]string{true: "rise", false: "fall"}[ch.Rise < 0], errors.New("negative"))
+	}
+	return errs
+}
+
+// check turns the config into a health.Check.
+func (ch CheckConfig) check() health.Check {
+	kind, _ := health.ParseKind(ch.Kind)
+	var c health.Checker
+	switch {
+	case ch.HTTP != "":
+		c = health.HTTP{URL: ch.HTTP}
+	case ch.TCP != "":
+		c = health.TCP{Addr: ch.TCP}
+	default:
+		c = health.Exec{Argv: slices.Clone(ch.Exec)}
+	}
+	return health.Check{Name: ch.Name, Kind: kind, Checker: c, Interval: ch.Interval,
+		Timeout: ch.Timeout, Rise: ch.Rise, Fall: ch.Fall}
+}

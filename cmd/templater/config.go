@@ -1,0 +1,109 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/rewire/rewire/internal/yamlconf"
+	"github.com/rewire/rewire/registry"
+	"github.com/rewire/rewire/registry/schema"
+	"github.com/rewire/rewire/render"
+)
+
+// Config is templater.yaml (DESIGN.md "Config files").
+type Config struct {
+	Etcd      registry.Config       `yaml:"etcd"`
+	Listen    string                `yaml:"listen"`
+	Templates []render.TargetConfig `yaml:"templates"`
+}
+
+// DefaultConfig holds every default of templater.yaml.
+var DefaultConfig = Config{Listen: "127.0.0.1:9702"}
+
+// loadConfig reads and validates path. Relative source and destination
+// paths are taken relative to the config file's directory.
+func loadConfig(path string) (Config, *yamlconf.Doc, error) {
+	cfg := DefaultConfig
+	doc, err := yamlconf.Load(path, &cfg)
+	if err != nil {
+		return cfg, doc, err
+	}
+	base := filepath.Dir(path)
+	for i := range cfg.Templates {
+		t := &cfg.Templates[i]
+		if t.Source != "" && !filepath.IsAbs(t.Source) {
+			t.Source = filepath.Join(base, t.Source)
+		}
+		if t.Destination != "" && !filepath.IsAbs(t.Destination) {
+			t.Destination = filepath.Join(base, t.Destination)
+		}
+	}
+	return cfg, doc, cfg.Validate(doc)
+}
+
+// Validate returns one located error per problem.
+func (c *Config) Validate(doc *yamlconf.Doc) error {
+	var errs []error
+	bad := func(path string, err error) { errs = append(errs, doc.Error(path, err)) }
+	if len(c.Templates) == 0 {
+		bad("templates", errors.New("no templates configured"))
+	}
+	names, dests := map[string]int{}, map[string]int{}
+	for i, t := range c.Templates {
+		p := fmt.Sprintf("templates[%d]", i)
+		switch {
+		case t.Name == "":
+			bad(p+".name", errors.New("missing"))
+		case schema.ValidateName(t.Name) != nil:
+			bad(p+".name", schema.ValidateName(t.Name))
+		default:
+			if j, dup := names[t.Name]; dup {
+				bad(p+".name", fmt.Errorf("duplicate template name %q (also templates[%d])", t.Name, j))
+			}
+			names[t.Name] = i
+		}
+		if t.Source == "" {
+			bad(p+".source", errors.New("missing"))
+		} else if _, err := os.Stat(t.Source); err != nil {
+			bad(p+".source", err)
+		}
+		if t.Destination == "" {
+			bad(p+".destination", errors.New("missing"))
+		} else {
+			if j, dup := dests[t.Destination]; dup {
+				bad(p+".destination", fmt.Errorf("%s is also the destination of templates[%d]", t.Destination, j))
+			}
+			dests[t.Destination] = i
+			if st, err := os.Stat(filepath.Dir(t.Destination)); err != nil || !st.IsDir() {
+				bad(p+".destination", fmt.Errorf("directory %s does not exist", filepath.Dir(t.Destination)))
+			}
+		}
+		for field, cmd := range map[string]render.Command{"check": t.Check, "reload": t.Reload} {
+			if err := cmd.Validate(); err != nil {
+				bad(p+"."+field, err)
+			}
+		}
+		if t.CommandTimeout < 0 {
+			bad(p+".command_timeout", errors.New("negative"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// targets parses every template. A parse error names the template, file
+// and line.
+func (c *Config) targets(opts render.Options) ([]*render.Target, error) {
+	var errs []error
+	var out []*render.Target
+	for _, tc := range c.Templates {
+		t, err := render.NewTarget(tc, opts)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, t)
+	}
+	return out, errors.Join(errs...)
+}

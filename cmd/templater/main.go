@@ -1,0 +1,195 @@
+// Command templater watches the registry in etcd and renders HAProxy and
+// application configs from it, validating each file before it replaces the
+// old one and reloading what uses it.
+//
+//	templater run -c templater.yaml
+//	templater render -c templater.yaml --once [--dry-run]
+//	templater check -c templater.yaml
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+
+	"github.com/rewire/rewire/internal/daemon"
+	"github.com/rewire/rewire/registry"
+	"github.com/rewire/rewire/render"
+	"github.com/urfave/cli/v2"
+)
+
+func main() {
+	os.Exit(run(context.Background(), os.Args, os.Stdout, os.Stderr))
+}
+
+// run is main with injected arguments and streams; it returns the exit
+// code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	configFlag := &cli.StringFlag{Name: "config", Aliases: []string{"c"}, EnvVars: []string{"TEMPLATER_CONFIG"}, Required: true, Usage: "config file (YAML)"}
+	app := &cli.App{
+		Name:           "templater",
+		Usage:          "render configs from the rewire registry and apply them safely",
+		Writer:         stdout,
+		ErrWriter:      stderr,
+		ExitErrHandler: func(*cli.Context, error) {},
+		Commands: []*cli.Command{
+			{
+				Name:  "run",
+				Usage: "render every template now and again on each registry change, until stopped",
+				Flags: append(daemon.EtcdFlags("TEMPLATER"), configFlag,
+					&cli.StringFlag{Name: "listen", EnvVars: []string{"TEMPLATER_LISTEN"}, Usage: "address for /healthz and /metrics (overrides the file)"}),
+				Action: cmdRun,
+			},
+			{
+				Name:  "render",
+				Usage: "render every template once from the current registry and exit",
+				Flags: append(daemon.EtcdFlags("TEMPLATER"), configFlag,
+					&cli.BoolFlag{Name: "once", Value: true, Usage: "render once and exit (the only mode of this command)"},
+					&cli.BoolFlag{Name: "dry-run", Usage: "print what would be written; write and run nothing"}),
+				Action: cmdRender,
+			},
+			{
+				Name:   "check",
+				Usage:  "validate the config file and parse every template, without connecting to etcd",
+				Flags:  []cli.Flag{configFlag},
+				Action: cmdCheck,
+			},
+		},
+	}
+	if err := app.RunContext(ctx, args); err != nil {
+		fmt.Fprintf(stderr, "templater: %v\n", err)
+		var ec cli.ExitCoder
+		if errors.As(err, &ec) && ec.ExitCode() != 0 {
+			return ec.ExitCode()
+		}
+		return 1
+	}
+	return 0
+}
+
+// setup loads the config, applies the flags and parses the templates.
+func setup(c *cli.Context, reg *registry.Config) (Config, []*render.Target, *slog.Logger, *render.Metrics, error) {
+	level := "info"
+	if c.IsSet(daemon.FlagLogLevel) || c.Command.Name != "check" {
+		level = c.String(daemon.FlagLogLevel)
+	}
+	log, err := daemon.Logger(c.App.ErrWriter, level)
+	if err != nil {
+		return Config{}, nil, nil, nil, err
+	}
+	cfg, _, err := loadConfig(c.String("config"))
+	if err != nil {
+		return cfg, nil, log, nil, cli.Exit(fmt.Sprintf("invalid config:\n%v", err), 2)
+	}
+	if reg != nil {
+		cfg.Etcd = daemon.ApplyEtcdFlags(c, cfg.Etcd)
+		*reg = cfg.Etcd
+	}
+	metrics := render.NewMetrics(nil)
+	targets, err := cfg.targets(render.Options{Keys: cfg.Etcd.Keys(), Logger: log, Metrics: metrics})
+	if err != nil {
+		return cfg, nil, log, nil, cli.Exit(fmt.Sprintf("invalid template:\n%v", err), 2)
+	}
+	return cfg, targets, log, metrics, nil
+}
+
+func cmdCheck(c *cli.Context) error {
+	cfg, _, _, _, err := setup(c, nil)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "%s: %d templates OK\n", c.String("config"), len(cfg.Templates))
+	return nil
+}
+
+func cmdRender(c *cli.Context) error {
+	if !c.Bool("once") {
+		return errors.New("render only renders once; use `templater run` to keep rendering")
+	}
+	var etcdCfg registry.Config
+	_, targets, log, _, err := setup(c, &etcdCfg)
+	if err != nil {
+		return err
+	}
+	conn, err := daemon.Connect(c.Context, c, etcdCfg, log)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	w := registry.NewWatcher(registry.WatcherOptions{Client: conn.Client, Keys: etcdCfg.Keys(), Logger: log})
+	snap, err := w.Snapshot(c.Context)
+	if err != nil {
+		return fmt.Errorf("read registry from %s: %w", conn.Config, err)
+	}
+	var errs []error
+	for _, t := range targets {
+		if c.Bool("dry-run") {
+			out, err := t.Render(snap)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			fmt.Fprintf(c.App.Writer, "### template %s → %s (revision %d)\n%s", t.Name(), t.Destination(), snap.Rev, out)
+			continue
+		}
+		changed, err := t.Apply(c.Context, snap)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		state := "unchanged"
+		if changed {
+			state = "written"
+		}
+		fmt.Fprintf(c.App.Writer, "%s → %s: %s (revision %d)\n", t.Name(), t.Destination(), state, snap.Rev)
+	}
+	return errors.Join(errs...)
+}
+
+func cmdRun(c *cli.Context) error {
+	var etcdCfg registry.Config
+	cfg, targets, log, _, err := setup(c, &etcdCfg)
+	if err != nil {
+		return err
+	}
+	if c.IsSet("listen") {
+		cfg.Listen = c.String("listen")
+	}
+	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	conn, err := daemon.Connect(ctx, c, etcdCfg, log)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	reg := daemon.NewRegistry()
+	// Re-register the render metrics with this daemon's registry.
+	metrics := render.NewMetrics(reg)
+	targets, err = cfg.targets(render.Options{Keys: etcdCfg.Keys(), Logger: log, Metrics: metrics})
+	if err != nil {
+		return err
+	}
+	w := registry.NewWatcher(registry.WatcherOptions{Client: conn.Client, Keys: etcdCfg.Keys(), Logger: log, Registerer: reg})
+	runner := render.NewRunner(w, targets, log)
+	addr, serve, err := daemon.Serve(ctx, cfg.Listen, http.NewServeMux(), reg, log)
+	if err != nil {
+		return err
+	}
+	log.Info("templater started", "etcd", conn.Config.String(), "templates", len(targets), "listen", addr.String())
+	var wg sync.WaitGroup
+	var httpErr error
+	wg.Go(func() { w.Run(ctx) })
+	wg.Go(func() { runner.Run(ctx) })
+	wg.Go(func() { httpErr = serve() })
+	wg.Wait()
+	log.Info("templater stopped")
+	return httpErr
+}

@@ -1,0 +1,191 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/rewire/rewire/registry/schema"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	etcd "go.etcd.io/etcd/client/v3"
+)
+
+// WatcherOptions configures NewWatcher.
+type WatcherOptions struct {
+	Client     *etcd.Client
+	Keys       schema.Keys
+	Logger     *slog.Logger          // nil: discard
+	Registerer prometheus.Registerer // nil: metrics are not registered
+}
+
+// Watcher keeps a schema.Snapshot of the registry current. Run does the
+// work; Current and Updates may be used from any goroutine.
+type Watcher struct {
+	cli     *etcd.Client
+	keys    schema.Keys
+	log     *slog.Logger
+	updates chan struct{}
+
+	resyncs  prometheus.Counter
+	invalid  prometheus.Counter
+	events   prometheus.Counter
+	revision prometheus.Gauge
+
+	// mu guards current and reported.
+	mu       sync.Mutex
+	current  *schema.Snapshot
+	reported map[string]string // key → last invalid-record error logged
+}
+
+// NewWatcher returns a Watcher; call Run to start it.
+func NewWatcher(opts WatcherOptions) *Watcher {
+	f := promauto.With(opts.Registerer)
+	return &Watcher{
+		cli:      opts.Client,
+		keys:     opts.Keys,
+		log:      logger(opts.Logger).With("component", "registry.watcher"),
+		updates:  make(chan struct{}, 1),
+		reported: map[string]string{},
+		resyncs: f.NewCounter(prometheus.CounterOpts{Name: "registry_watch_resyncs_total",
+			Help: "Full re-reads of the registry (start, compaction, broken watch)."}),
+		invalid: f.NewCounter(prometheus.CounterOpts{Name: "registry_invalid_records_total",
+			Help: "Keys skipped because their value failed validation."}),
+		events: f.NewCounter(prometheus.CounterOpts{Name: "registry_watch_events_total",
+			Help: "Watch events applied to the in-memory registry."}),
+		revision: f.NewGauge(prometheus.GaugeOpts{Name: "registry_revision",
+			Help: "etcd revision of the current in-memory registry."}),
+	}
+}
+
+// Current returns the latest snapshot, or nil before the first read.
+func (w *Watcher) Current() *schema.Snapshot {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.current
+}
+
+// Updates receives a value after Current changes. Its buffer is one: a
+// slow reader sees one notification for many changes and reads the latest
+// snapshot, which coalesces bursts for free.
+func (w *Watcher) Updates() <-chan struct{} { return w.updates }
+
+func (w *Watcher) publish(s *schema.Snapshot) {
+	w.mu.Lock()
+	w.current = s
+	w.mu.Unlock()
+	w.revision.Set(float64(s.Rev))
+	select {
+	case w.updates <- struct{}{}:
+	default:
+	}
+}
+
+// Run reads the registry and follows it until ctx ends. After compaction,
+// a lost leader or a broken watch it reads everything again, retrying with
+// backoff while etcd is unreachable; Current keeps the last good snapshot
+// meanwhile. It returns nil when ctx ends.
+func (w *Watcher) Run(ctx context.Context) error {
+	b := newBackoff(100*time.Millisecond, 5*time.Second)
+	for {
+		err := w.session(ctx, b)
+		if ctx.Err() != nil {
+			return nil
+		}
+		d := b.next()
+		w.log.Warn("registry watch interrupted; resyncing", "err", err, "retry_in", d)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(d):
+		}
+	}
+}
+
+// session does one Get and follows it with a Watch until the watch fails.
+func (w *Watcher) session(ctx context.Context, b *backoff) error {
+	w.resyncs.Inc()
+	x, rev, err := w.read(ctx)
+	if err != nil {
+		return err
+	}
+	w.publish(x.Snapshot(rev))
+	b.reset()
+	wctx, cancel := context.WithCancel(etcd.WithRequireLeader(ctx))
+	defer cancel()
+	wch := w.cli.Watch(wctx, w.keys.Root(), etcd.WithPrefix(), etcd.WithRev(rev+1), etcd.WithProgressNotify())
+	for resp := range wch {
+		if err := resp.Err(); err != nil {
+			return fmt.Errorf("watch from revision %d: %w", rev+1, err)
+		}
+		if resp.IsProgressNotify() || len(resp.Events) == 0 {
+			continue
+		}
+		for _, ev := range resp.Events {
+			w.apply(x, ev.Kv.Key, ev.Kv.Value, ev.Type == mvccpb.DELETE)
+		}
+		w.events.Add(float64(len(resp.Events)))
+		rev = resp.Events[len(resp.Events)-1].Kv.ModRevision
+		w.publish(x.Snapshot(rev))
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return errors.New("watch channel closed")
+}
+
+// read loads the whole registry at one revision into a new Index.
+func (w *Watcher) read(ctx context.Context) (*schema.Index, int64, error) {
+	gctx, cancel := withTimeout(ctx)
+	defer cancel()
+	resp, err := w.cli.Get(gctx, w.keys.Root(), etcd.WithPrefix())
+	if err != nil {
+		return nil, 0, fmt.Errorf("get %s: %w", w.keys.Root(), err)
+	}
+	x := schema.NewIndex(w.keys)
+	for _, kv := range resp.Kvs {
+		w.apply(x, kv.Key, kv.Value, false)
+	}
+	return x, resp.Header.Revision, nil
+}
+
+func (w *Watcher) apply(x *schema.Index, key, value []byte, deleted bool) {
+	k := string(key)
+	if deleted {
+		x.Delete(k)
+		w.forget(k)
+		return
+	}
+	if err := x.Put(k, value); err != nil {
+		w.invalid.Inc()
+		w.mu.Lock()
+		first := w.reported[k] != err.Error()
+		w.reported[k] = err.Error()
+		w.mu.Unlock()
+		if first {
+			w.log.Error("skipping invalid registry entry; it will not reach any rendered file", "key", k, "err", err)
+		}
+		return
+	}
+	w.forget(k)
+}
+
+func (w *Watcher) forget(k string) {
+	w.mu.Lock()
+	delete(w.reported, k)
+	w.mu.Unlock()
+}
+
+// Snapshot reads the registry once, at one revision, without watching: for
+// one-shot renders and queries. Invalid entries are skipped and logged.
+func (w *Watcher) Snapshot(ctx context.Context) (*schema.Snapshot, error) {
+	x, rev, err := w.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return x.Snapshot(rev), nil
+}

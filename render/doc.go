@@ -1,0 +1,34 @@
+// Package render turns a registry snapshot into files: it parses templates
+// (text/template with sprig, go-sockaddr and rewire's registry functions),
+// executes them against one consistent schema.Snapshot, and applies the
+// result safely: staged file in the destination directory → check command →
+// fsync → atomic rename → reload command, restoring the previous file if the
+// reload fails. It imports no etcd code; it reads the registry through the
+// small Source interface.
+//
+//	t, err := render.NewTarget(render.TargetConfig{
+//		Name: "haproxy", Source: "haproxy.cfg.tmpl", Destination: "/etc/haproxy/haproxy.cfg",
+//		Check: render.Shell("haproxy -c -f {{ .Staged }}"),
+//	}, render.Options{})
+//	changed, err := t.Apply(ctx, snapshot)
+//
+// Registry functions (they win over sprig's on a name clash):
+//
+//	service NAME [STATUSES]   routable instances: shallow passing or warning, not in
+//	                          maintenance, not draining; sorted by ID. STATUSES is
+//	                          "any" or a list like "passing,warning,critical".
+//	instances NAME            every registered instance, with Health, Draining and
+//	                          Maintenance, for configs that keep unhealthy servers disabled
+//	services                  every service with instances: .Name, .Tags
+//	key PATH                  value of a free-form key; an error if it is missing
+//	keyOrDefault PATH DEFAULT value of a key, or DEFAULT
+//	ls PATH                   direct children of PATH/: .Key (relative), .Value
+//	tree PATH                 every key under PATH/: .Key (relative), .Value
+//
+// PATH is relative to the registry prefix ("app/config" is <prefix>/app/config),
+// or absolute when it starts with "/" (it must still be under the prefix,
+// which is all the templater watches).
+//
+// A Target is safe for concurrent use, but Apply calls on one Target are
+// serialized.
+package render

@@ -1,0 +1,144 @@
+package render
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"text/template"
+
+	"github.com/Masterminds/sprig/v3"
+	sockaddr "github.com/hashicorp/go-sockaddr/template"
+	"github.com/rewire/rewire/health"
+	"github.com/rewire/rewire/registry/schema"
+)
+
+// ServiceInfo is what `services` returns for each service.
+type ServiceInfo struct {
+	Name string
+	Tags []string
+}
+
+// baseFuncs are the functions available at parse time: sprig, go-sockaddr
+// and placeholders for the registry functions, which execute replaces with
+// ones bound to a snapshot.
+func baseFuncs() template.FuncMap {
+	m := sprig.TxtFuncMap()
+	for _, fm := range []template.FuncMap{sockaddr.SourceFuncs, sockaddr.SortFuncs, sockaddr.FilterFuncs, sockaddr.HelperFuncs} {
+		for k, v := range fm {
+			m[k] = v
+		}
+	}
+	for k, v := range registryFuncs(nil, schema.Keys{}) {
+		m[k] = v
+	}
+	return m
+}
+
+// registryFuncs returns the registry functions bound to snap.
+func registryFuncs(snap *schema.Snapshot, keys schema.Keys) template.FuncMap {
+	abs := func(path string) (string, error) {
+		if strings.HasPrefix(path, "/") {
+			if !strings.HasPrefix(path, keys.Root()) {
+				return "", fmt.Errorf("key %q is outside the watched prefix %s", path, keys.Root())
+			}
+			return path, nil
+		}
+		return keys.Root() + path, nil
+	}
+	list := func(path string, recursive bool) ([]schema.KV, error) {
+		p, err := abs(path)
+		if err != nil {
+			return nil, err
+		}
+		p = strings.TrimSuffix(p, "/") + "/"
+		var out []schema.KV
+		for _, kv := range snap.List(p) {
+			rel := strings.TrimPrefix(kv.Key, p)
+			if !recursive && strings.Contains(rel, "/") {
+				continue
+			}
+			out = append(out, schema.KV{Key: rel, Value: kv.Value})
+		}
+		return out, nil
+	}
+	return template.FuncMap{
+		"service": func(name string, statuses ...string) ([]schema.Instance, error) {
+			if len(statuses) > 1 {
+				return nil, fmt.Errorf("service %q: want at most one status filter, got %d", name, len(statuses))
+			}
+			sv := service(snap, name)
+			if len(statuses) == 0 {
+				return sv.Routable(), nil
+			}
+			allow, err := parseStatuses(statuses[0])
+			if err != nil {
+				return nil, fmt.Errorf("service %q: %w", name, err)
+			}
+			var out []schema.Instance
+			for _, in := range sv.Instances {
+				if !in.Maintenance && !in.Draining && slices.Contains(allow, in.Health.Shallow) {
+					out = append(out, in)
+				}
+			}
+			return out, nil
+		},
+		"instances": func(name string) []schema.Instance {
+			return service(snap, name).Instances
+		},
+		"services": func() []ServiceInfo {
+			var out []ServiceInfo
+			for _, n := range snap.ServiceNames() {
+				if sv := snap.Service(n); len(sv.Instances) > 0 {
+					out = append(out, ServiceInfo{Name: n, Tags: sv.Tags()})
+				}
+			}
+			return out
+		},
+		"key": func(path string) (string, error) {
+			p, err := abs(path)
+			if err != nil {
+				return "", err
+			}
+			v, ok := snap.Get(p)
+			if !ok {
+				return "", fmt.Errorf("key %s does not exist (use keyOrDefault for optional keys)", p)
+			}
+			return v, nil
+		},
+		"keyOrDefault": func(path, def string) (string, error) {
+			p, err := abs(path)
+			if err != nil {
+				return "", err
+			}
+			if v, ok := snap.Get(p); ok {
+				return v, nil
+			}
+			return def, nil
+		},
+		"ls":   func(path string) ([]schema.KV, error) { return list(path, false) },
+		"tree": func(path string) ([]schema.KV, error) { return list(path, true) },
+	}
+}
+
+func parseStatuses(s string) ([]health.Status, error) {
+	if s == "any" {
+		return []health.Status{health.Passing, health.Warning, health.Critical}, nil
+	}
+	var out []health.Status
+	for f := range strings.SplitSeq(s, ",") {
+		st, err := health.ParseStatus(strings.TrimSpace(f))
+		if err != nil {
+			return nil, fmt.Errorf("status filter %q: want \"any\" or a comma-separated list of passing, warning, critical", s)
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// service returns the named service, empty when the snapshot has none.
+func service(snap *schema.Snapshot, name string) *schema.Service {
+	if sv := snap.Service(name); sv != nil {
+		return sv
+	}
+	return &schema.Service{Name: name}
+}
