@@ -126,8 +126,8 @@ func (r *Registrar) Run(ctx context.Context) error {
 		lease   etcd.LeaseID
 		alive   <-chan *etcd.LeaseKeepAliveResponse
 		stopKA  context.CancelFunc = func() {}
-		written = map[string][]byte{}
-		backoff = newBackoff(100*time.Millisecond, 5*time.Second)
+		written                    = map[string][]byte{}
+		backoff                    = newBackoff(100*time.Millisecond, 5*time.Second)
 		retry   <-chan time.Time
 	)
 	defer func() {

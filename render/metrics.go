@@ -11,11 +11,11 @@ import (
 // Metrics are the templater's render metrics, labelled by template name
 // (a bounded set: the configured templates).
 type Metrics struct {
-	renders  *prometheus.CounterVec
+	renders   *prometheus.CounterVec
 	unchanged *prometheus.CounterVec
-	failures *prometheus.CounterVec
-	duration *prometheus.HistogramVec
-	lastOK   *prometheus.GaugeVec
+	failures  *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	lastOK    *prometheus.GaugeVec
 }
 
 // NewMetrics registers the render metrics with reg.
