@@ -110,7 +110,8 @@ func (d *Doc) wrapYAML(err error) error {
 		line, _ := strconv.Atoi(m[1])
 		return &Error{File: d.File, Line: line, Err: errors.New(m[2])}
 	}
-	return &Error{File: d.File, Err: errors.New(strings.TrimPrefix(msg, "yaml: "))}
+	// Errors from custom unmarshalers carry "line N: ..." themselves.
+	return d.fromMessage(strings.TrimPrefix(msg, "yaml: "))
 }
 
 func (d *Doc) fromMessage(msg string) error {

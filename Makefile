@@ -1,0 +1,35 @@
+# rewire — the two set-up commands are `make demo` and `make test`.
+GO          ?= go
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+BINS        := ./cmd/registrar ./cmd/templater ./internal/demo
+
+.PHONY: all build demo test test-short lint bench clean
+
+all: build
+
+build:
+	$(GO) build -o bin/ $(BINS)
+
+## demo: embedded etcd, sample services, registrar, templater and haproxy (if installed). Ctrl-C stops it.
+demo: build
+	bin/demo
+
+## test: lint, then every test with the race detector (etcd and haproxy tests included).
+test: lint
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+## test-short: skip the tests that start etcd or haproxy.
+test-short:
+	$(GO) test -short -count=1 ./...
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf bin demo-run

@@ -1,0 +1,376 @@
+// Command demo runs the whole rewire chain on one machine with no setup:
+// an embedded etcd, three sample HTTP services (web-2 flaps on a timer), a
+// registrar registering them, a templater rendering examples/haproxy, and
+// haproxy itself when it is installed. `make demo` builds and starts it;
+// Ctrl-C stops everything cleanly.
+//
+// It prints what it started, then one line each time a health flip of
+// web-2 reaches the rendered haproxy.cfg, with the delay.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/rewire/rewire/internal/embedetcd"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	dir      string
+	bins     string
+	example  string
+	flap     time.Duration
+	duration time.Duration
+}
+
+func run() error {
+	var o options
+	self, _ := os.Executable()
+	flag.StringVar(&o.dir, "dir", "demo-run", "working directory for configs, logs and the etcd data (recreated)")
+	flag.StringVar(&o.bins, "bin", filepath.Dir(self), "directory holding the registrar and templater binaries")
+	flag.StringVar(&o.example, "example", "examples/haproxy", "directory of the haproxy example")
+	flag.DurationVar(&o.flap, "flap", 6*time.Second, "how often web-2 flips between healthy and failing")
+	flag.DurationVar(&o.duration, "duration", 0, "stop by itself after this long (0: run until Ctrl-C)")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if o.duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.duration)
+		defer cancel()
+	}
+	dir, err := filepath.Abs(o.dir)
+	if err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	example, err := filepath.Abs(o.example)
+	if err != nil {
+		return err
+	}
+
+	// 1. etcd, in this process.
+	etcd, err := embedetcd.Start(ctx, embedetcd.Options{Dir: filepath.Join(dir, "etcd.data")})
+	if err != nil {
+		return err
+	}
+	defer etcd.Close()
+	endpoint := etcd.Endpoints()[0]
+	cli, err := clientv3.New(clientv3.Config{Endpoints: etcd.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+
+	// 2. Three sample services; web-2 flaps.
+	var web2Healthy atomic.Bool
+	web2Healthy.Store(true)
+	apps := []*sampleApp{
+		{service: "web", id: "web-1", healthy: func() bool { return true }},
+		{service: "web", id: "web-2", healthy: web2Healthy.Load},
+		{service: "api", id: "api-1", healthy: func() bool { return true }},
+	}
+	var appsWG sync.WaitGroup
+	for _, a := range apps {
+		if err := a.start(); err != nil {
+			return err
+		}
+		defer a.srv.Close()
+		appsWG.Go(func() { a.srv.Serve(a.l) })
+	}
+	defer appsWG.Wait()
+
+	// 3. Configs.
+	lbAddr := freeAddr()
+	haproxy, _ := exec.LookPath("haproxy")
+	put := func(k, v string) error {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := cli.Put(pctx, k, v)
+		return err
+	}
+	if err := put("/rewire/haproxy/bind", lbAddr); err != nil {
+		return err
+	}
+	regCfg := filepath.Join(dir, "registrar.yaml")
+	if err := os.WriteFile(regCfg, []byte(registrarYAML(endpoint, apps)), 0o644); err != nil {
+		return err
+	}
+	rendered := filepath.Join(dir, "haproxy.cfg")
+	tplCfg := filepath.Join(dir, "templater.yaml")
+	if err := os.WriteFile(tplCfg, []byte(templaterYAML(endpoint, example, dir, haproxy)), 0o644); err != nil {
+		return err
+	}
+
+	// 4. The daemons.
+	var procs procGroup
+	defer procs.stop()
+	regMetrics, tplMetrics := freeAddr(), freeAddr()
+	if err := procs.start(dir, "registrar", filepath.Join(o.bins, "registrar"), "run", "-c", regCfg, "--listen", regMetrics); err != nil {
+		return err
+	}
+	if err := procs.start(dir, "templater", filepath.Join(o.bins, "templater"), "run", "-c", tplCfg, "--listen", tplMetrics); err != nil {
+		return err
+	}
+	if err := waitFor(ctx, 15*time.Second, func() bool { return strings.Contains(readFile(rendered), "web-2") }); err != nil {
+		return fmt.Errorf("the templater did not render %s (see %s/*.log): %w", rendered, dir, err)
+	}
+	if haproxy != "" {
+		if err := procs.start(dir, "haproxy", haproxy, "-W", "-db", "-f", rendered, "-p", filepath.Join(dir, "haproxy.pid")); err != nil {
+			return err
+		}
+	}
+
+	fmt.Printf(`
+rewire demo is running (working directory %s)
+
+  etcd (embedded)   %s
+  sample services   web-1 %s, web-2 %s (flaps every %s), api-1 %s
+  registrar         pid %d, metrics http://%s/metrics, log registrar.log
+  templater         pid %d, metrics http://%s/metrics, log templater.log
+  rendered config   %s
+`, dir, endpoint, apps[0].addr, apps[1].addr, o.flap, apps[2].addr,
+		procs.pid("registrar"), regMetrics, procs.pid("templater"), tplMetrics, rendered)
+	if haproxy != "" {
+		fmt.Printf("  haproxy           pid %d, try: curl http://%s/web/   (and /api/)\n", procs.pid("haproxy"), lbAddr)
+	} else {
+		fmt.Println("  haproxy           not installed (apt-get install haproxy): the config is rendered but not served")
+	}
+	fmt.Printf(`
+Try:  bin/registrar ls --etcd %s
+      ETCDCTL_API=3 etcdctl --endpoints %s get --prefix /rewire/services/
+Ctrl-C stops everything.
+
+`, endpoint, endpoint)
+
+	// 5. Flap web-2 and report when each flip reaches the rendered file.
+	ticker := time.NewTicker(o.flap)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Println("\nstopping: templater, registrar (deregisters), haproxy, etcd")
+			return nil
+		case <-procs.exited:
+			return fmt.Errorf("a daemon exited unexpectedly; see the logs in %s", dir)
+		case <-ticker.C:
+		}
+		healthy := !web2Healthy.Load()
+		web2Healthy.Store(healthy)
+		t0 := time.Now()
+		state := map[bool]string{true: "healthy", false: "failing"}[healthy]
+		err := waitFor(ctx, 10*time.Second, func() bool { return web2Enabled(readFile(rendered)) == healthy })
+		switch {
+		case ctx.Err() != nil:
+		case err != nil:
+			fmt.Printf("%s  web-2 %s: NOT reflected in haproxy.cfg after 10s (see templater.log)\n", time.Now().Format("15:04:05"), state)
+		default:
+			fmt.Printf("%s  web-2 %s → haproxy.cfg updated in %d ms\n", time.Now().Format("15:04:05"), state, time.Since(t0).Milliseconds())
+		}
+	}
+}
+
+// web2Enabled reports whether the rendered config routes to web-2.
+func web2Enabled(cfg string) bool {
+	for line := range strings.SplitSeq(cfg, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "server" && f[1] == "web-2" {
+			return !strings.Contains(line, " disabled")
+		}
+	}
+	return false
+}
+
+type sampleApp struct {
+	service, id string
+	healthy     func() bool
+	addr        string
+	l           net.Listener
+	srv         *http.Server
+}
+
+func (a *sampleApp) start() error {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	a.l, a.addr = l, l.Addr().String()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.healthy() {
+			http.Error(w, "failing on purpose", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello from %s (%s), path %s\n", a.id, a.service, r.URL.Path)
+	})
+	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return nil
+}
+
+func registrarYAML(endpoint string, apps []*sampleApp) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "etcd: {endpoints: [%q], prefix: /rewire}\nnode: demo\nlease_ttl: 5s\nservices:\n", endpoint)
+	for _, a := range apps {
+		host, port, _ := net.SplitHostPort(a.addr)
+		fmt.Fprintf(&b, "  - name: %s\n    id: %s\n    address: %s\n    port: %s\n    tags: [demo]\n", a.service, a.id, host, port)
+		fmt.Fprintf(&b, "    checks:\n      - {name: http, http: \"http://%s/healthz\", interval: 250ms, timeout: 200ms}\n", a.addr)
+	}
+	return b.String()
+}
+
+func templaterYAML(endpoint, example, dir, haproxy string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "etcd: {endpoints: [%q], prefix: /rewire}\ntemplates:\n  - name: haproxy\n", endpoint)
+	fmt.Fprintf(&b, "    source: %s\n    destination: %s\n", filepath.Join(example, "haproxy.cfg.tmpl"), filepath.Join(dir, "haproxy.cfg"))
+	if haproxy != "" {
+		pid := filepath.Join(dir, "haproxy.pid")
+		fmt.Fprintf(&b, "    check: %q\n", haproxy+" -c -q -f {{ .Staged }}")
+		// Before haproxy has started there is nothing to reload.
+		fmt.Fprintf(&b, "    reload: %q\n", fmt.Sprintf("if [ -s %s ]; then kill -USR2 $(cat %s); fi", pid, pid))
+	}
+	return b.String()
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+// waitFor polls cond until it holds, ctx ends or timeout passes.
+func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not done after %s", timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// procGroup runs the daemons, logging each to DIR/NAME.log, and stops them
+// in reverse start order.
+type procGroup struct {
+	mu     sync.Mutex
+	procs  []*proc
+	exited chan struct{}
+}
+
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func (g *procGroup) start(dir, name, bin string, args ...string) error {
+	if g.exited == nil {
+		g.exited = make(chan struct{}, 8)
+	}
+	logf, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Dir = dir
+	// Own process group: a Ctrl-C in the terminal reaches only the demo,
+	// which then stops the daemons in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%s not found: run `make demo` (it builds the binaries first)", bin)
+		}
+		return err
+	}
+	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		cmd.Wait()
+		logf.Close()
+		close(p.done)
+		select {
+		case g.exited <- struct{}{}:
+		default:
+		}
+	}()
+	g.mu.Lock()
+	g.procs = append(g.procs, p)
+	g.mu.Unlock()
+	return nil
+}
+
+func (g *procGroup) pid(name string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, p := range g.procs {
+		if p.name == name {
+			return p.cmd.Process.Pid
+		}
+	}
+	return 0
+}
+
+func (g *procGroup) stop() {
+	g.mu.Lock()
+	procs := g.procs
+	g.mu.Unlock()
+	for i := len(procs) - 1; i >= 0; i-- {
+		p := procs[i]
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+		fmt.Printf("  stopped %s\n", p.name)
+	}
+}
+
