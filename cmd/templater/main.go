@@ -19,6 +19,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rewire/rewire/internal/daemon"
 	"github.com/rewire/rewire/registry"
 	"github.com/rewire/rewire/render"
@@ -75,33 +76,33 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // setup loads the config, applies the flags and parses the templates.
-func setup(c *cli.Context, reg *registry.Config) (Config, []*render.Target, *slog.Logger, *render.Metrics, error) {
+// Render metrics go to promReg (nil: not registered).
+func setup(c *cli.Context, reg *registry.Config, promReg prometheus.Registerer) (Config, []*render.Target, *slog.Logger, error) {
 	level := "info"
 	if c.IsSet(daemon.FlagLogLevel) || c.Command.Name != "check" {
 		level = c.String(daemon.FlagLogLevel)
 	}
 	log, err := daemon.Logger(c.App.ErrWriter, level)
 	if err != nil {
-		return Config{}, nil, nil, nil, err
+		return Config{}, nil, nil, err
 	}
 	cfg, _, err := loadConfig(c.String("config"))
 	if err != nil {
-		return cfg, nil, log, nil, cli.Exit(fmt.Sprintf("invalid config:\n%v", err), 2)
+		return cfg, nil, log, cli.Exit(fmt.Sprintf("invalid config:\n%v", err), 2)
 	}
 	if reg != nil {
 		cfg.Etcd = daemon.ApplyEtcdFlags(c, cfg.Etcd)
 		*reg = cfg.Etcd
 	}
-	metrics := render.NewMetrics(nil)
-	targets, err := cfg.targets(render.Options{Keys: cfg.Etcd.Keys(), Logger: log, Metrics: metrics})
+	targets, err := cfg.targets(render.Options{Keys: cfg.Etcd.Keys(), Logger: log, Metrics: render.NewMetrics(promReg)})
 	if err != nil {
-		return cfg, nil, log, nil, cli.Exit(fmt.Sprintf("invalid template:\n%v", err), 2)
+		return cfg, nil, log, cli.Exit(fmt.Sprintf("invalid template:\n%v", err), 2)
 	}
-	return cfg, targets, log, metrics, nil
+	return cfg, targets, log, nil
 }
 
 func cmdCheck(c *cli.Context) error {
-	cfg, _, _, _, err := setup(c, nil)
+	cfg, _, _, err := setup(c, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -114,7 +115,7 @@ func cmdRender(c *cli.Context) error {
 		return errors.New("render only renders once; use `templater run` to keep rendering")
 	}
 	var etcdCfg registry.Config
-	_, targets, log, _, err := setup(c, &etcdCfg)
+	_, targets, log, err := setup(c, &etcdCfg, nil)
 	if err != nil {
 		return err
 	}
@@ -155,7 +156,8 @@ func cmdRender(c *cli.Context) error {
 
 func cmdRun(c *cli.Context) error {
 	var etcdCfg registry.Config
-	cfg, targets, log, _, err := setup(c, &etcdCfg)
+	reg := daemon.NewRegistry()
+	cfg, targets, log, err := setup(c, &etcdCfg, reg)
 	if err != nil {
 		return err
 	}
@@ -170,13 +172,6 @@ func cmdRun(c *cli.Context) error {
 	}
 	defer conn.Close()
 
-	reg := daemon.NewRegistry()
-	// Re-register the render metrics with this daemon's registry.
-	metrics := render.NewMetrics(reg)
-	targets, err = cfg.targets(render.Options{Keys: etcdCfg.Keys(), Logger: log, Metrics: metrics})
-	if err != nil {
-		return err
-	}
 	w := registry.NewWatcher(registry.WatcherOptions{Client: conn.Client, Keys: etcdCfg.Keys(), Logger: log, Registerer: reg})
 	runner := render.NewRunner(w, targets, log)
 	addr, serve, err := daemon.Serve(ctx, cfg.Listen, http.NewServeMux(), reg, log)

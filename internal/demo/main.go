@@ -373,4 +373,3 @@ func (g *procGroup) stop() {
 		fmt.Printf("  stopped %s\n", p.name)
 	}
 }
-
