@@ -84,6 +84,7 @@ type Monitor struct {
 	logger  *slog.Logger
 	jitter  float64
 	changed chan struct{}
+	kick    []chan struct{} // per check, 1-buffered: probe now
 
 	// mu guards states.
 	mu     sync.Mutex
@@ -121,6 +122,7 @@ func NewMonitor(opts MonitorOptions) *Monitor {
 		jitter:  jitter,
 		changed: make(chan struct{}, 1),
 		states:  make([]checkState, len(opts.Checks)),
+		kick:    make([]chan struct{}, len(opts.Checks)),
 	}
 	now := time.Now()
 	for i, c := range opts.Checks {
@@ -129,6 +131,7 @@ func NewMonitor(opts MonitorOptions) *Monitor {
 		}
 		c = c.withDefaults()
 		m.checks[i] = c
+		m.kick[i] = make(chan struct{}, 1)
 		m.states[i].CheckState = CheckState{
 			Name:   c.Name,
 			Kind:   c.Kind,
@@ -163,6 +166,13 @@ func (m *Monitor) loop(ctx context.Context, i int) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-m.kick[i]:
+			if !t.Stop() {
+				select {
+				case <-t.C:
+				default:
+				}
+			}
 		}
 		m.probe(ctx, i)
 		t.Reset(m.pause(m.checks[i].Interval))
@@ -273,4 +283,32 @@ func (m *Monitor) Aggregate() (shallow, deep Status) {
 		deep = Worst(deep, s.Status)
 	}
 	return shallow, deep
+}
+
+// Trigger asks for check name to be probed now rather than at its next
+// interval (for TTL checks, right after the app pushed a status). It
+// reports whether such a check exists. It never blocks.
+func (m *Monitor) Trigger(name string) bool {
+	for i, c := range m.checks {
+		if c.Name == name {
+			select {
+			case m.kick[i] <- struct{}{}:
+			default:
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// Pending reports whether some check has not finished its first probe.
+func (m *Monitor) Pending() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.states {
+		if !s.probed {
+			return true
+		}
+	}
+	return false
 }

@@ -12,6 +12,8 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	etcd "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
 )
 
 // Config is how to reach etcd: the `etcd:` block shared by both daemons.
@@ -62,6 +64,12 @@ func (c Config) Client() (*etcd.Client, error) {
 		DialKeepAliveTimeout: 3 * time.Second,
 		Username:             c.Username,
 		Logger:               zap.NewNop(),
+		// gRPC's default reconnect backoff grows to 120s: after an etcd
+		// outage we want to be back within about a second of its return.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           grpcbackoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: time.Second,
+		})},
 	}
 	if c.PasswordFile != "" {
 		b, err := os.ReadFile(c.PasswordFile)

@@ -22,9 +22,16 @@ type RegistrarOptions struct {
 	Client *etcd.Client
 	Keys   schema.Keys
 	// TTL of the process's lease; default 10s, at least 2s.
-	TTL        time.Duration
-	Logger     *slog.Logger          // nil: discard
-	Registerer prometheus.Registerer // nil: metrics are not registered
+	TTL time.Duration
+	// WriteInterval and WriteBurst rate-limit rewrites of one record: a
+	// burst of WriteBurst writes passes at once, then one per
+	// WriteInterval; changes in between coalesce into the latest. The
+	// first write of a record (and every write after a new lease) is never
+	// delayed. Defaults: 1s and 3; a negative WriteInterval disables it.
+	WriteInterval time.Duration
+	WriteBurst    int
+	Logger        *slog.Logger          // nil: discard
+	Registerer    prometheus.Registerer // nil: metrics are not registered
 }
 
 // Registrar keeps a set of instance records in etcd under one lease.
@@ -38,9 +45,11 @@ type Registrar struct {
 	ttl     time.Duration
 	log     *slog.Logger
 	trigger chan struct{}
+	limit   rateLimit
 
 	writes      prometheus.Counter
 	writeErrors prometheus.Counter
+	deferred    prometheus.Counter
 	leaseLost   prometheus.Counter
 	registers   prometheus.Counter
 
@@ -55,6 +64,12 @@ func NewRegistrar(opts RegistrarOptions) *Registrar {
 		opts.TTL = 10 * time.Second
 	}
 	opts.TTL = max(opts.TTL, 2*time.Second)
+	if opts.WriteInterval == 0 {
+		opts.WriteInterval = time.Second
+	}
+	if opts.WriteBurst <= 0 {
+		opts.WriteBurst = 3
+	}
 	f := promauto.With(opts.Registerer)
 	return &Registrar{
 		cli:     opts.Client,
@@ -62,11 +77,14 @@ func NewRegistrar(opts RegistrarOptions) *Registrar {
 		ttl:     opts.TTL,
 		log:     logger(opts.Logger).With("component", "registry.registrar"),
 		trigger: make(chan struct{}, 1),
+		limit:   rateLimit{interval: opts.WriteInterval, burst: float64(opts.WriteBurst)},
 		desired: map[string][]byte{},
 		writes: f.NewCounter(prometheus.CounterOpts{Name: "registrar_etcd_writes_total",
 			Help: "Instance records written to (or deleted from) etcd."}),
 		writeErrors: f.NewCounter(prometheus.CounterOpts{Name: "registrar_etcd_write_errors_total",
 			Help: "Failed etcd writes; they are retried with backoff."}),
+		deferred: f.NewCounter(prometheus.CounterOpts{Name: "registrar_etcd_writes_deferred_total",
+			Help: "Record changes held back by the per-record write rate limit (they coalesce)."}),
 		leaseLost: f.NewCounter(prometheus.CounterOpts{Name: "registrar_lease_keepalive_lost_total",
 			Help: "Times the lease was lost (expired, revoked or keepalive failed)."}),
 		registers: f.NewCounter(prometheus.CounterOpts{Name: "registrar_registrations_total",
@@ -127,9 +145,12 @@ func (r *Registrar) Run(ctx context.Context) error {
 		alive   <-chan *etcd.LeaseKeepAliveResponse
 		stopKA  context.CancelFunc = func() {}
 		written                    = map[string][]byte{}
+		buckets                    = map[string]*bucket{}
 		backoff                    = newBackoff(100*time.Millisecond, 5*time.Second)
 		retry   <-chan time.Time
+		due     = time.NewTimer(time.Hour)
 	)
+	defer due.Stop()
 	defer func() {
 		stopKA()
 		if lease != 0 {
@@ -144,7 +165,8 @@ func (r *Registrar) Run(ctx context.Context) error {
 		}
 	}()
 	for {
-		err := r.syncOnce(ctx, &lease, &alive, &stopKA, written)
+		next, err := r.syncOnce(ctx, &lease, &alive, &stopKA, written, buckets)
+		due.Reset(next)
 		retry = nil
 		if err != nil && ctx.Err() == nil {
 			r.writeErrors.Inc()
@@ -159,6 +181,7 @@ func (r *Registrar) Run(ctx context.Context) error {
 			return nil
 		case <-r.trigger:
 		case <-retry:
+		case <-due.C:
 		case _, ok := <-alive:
 			if !ok {
 				r.leaseLost.Inc()
@@ -166,41 +189,57 @@ func (r *Registrar) Run(ctx context.Context) error {
 				stopKA()
 				lease, alive = 0, nil
 				clear(written)
+				clear(buckets)
 			}
 		}
 	}
 }
 
 // syncOnce grants a lease when there is none, then writes every record that
-// differs from what was last written under it.
-func (r *Registrar) syncOnce(ctx context.Context, lease *etcd.LeaseID, alive *<-chan *etcd.LeaseKeepAliveResponse, stopKA *context.CancelFunc, written map[string][]byte) error {
+// differs from what was last written under it, as the rate limit allows.
+// It returns how long until a deferred write is due (an hour if none).
+func (r *Registrar) syncOnce(ctx context.Context, lease *etcd.LeaseID, alive *<-chan *etcd.LeaseKeepAliveResponse, stopKA *context.CancelFunc, written map[string][]byte, buckets map[string]*bucket) (time.Duration, error) {
+	next := time.Hour
 	r.mu.Lock()
 	desired := maps.Clone(r.desired)
 	r.mu.Unlock()
 	if *lease == 0 {
 		if len(desired) == 0 {
-			return nil
+			return next, nil
 		}
 		gctx, cancel := withTimeout(ctx)
 		resp, err := r.cli.Grant(gctx, int64(r.ttl/time.Second))
 		cancel()
 		if err != nil {
-			return err
+			return next, err
 		}
 		kactx, kacancel := context.WithCancel(context.WithoutCancel(ctx))
 		ch, err := r.cli.KeepAlive(kactx, resp.ID)
 		if err != nil {
 			kacancel()
-			return err
+			return next, err
 		}
 		*lease, *alive, *stopKA = resp.ID, drainKeepAlive(ch), kacancel
 		r.registers.Inc()
 		r.log.Info("lease granted", "lease_id", int64(resp.ID), "ttl", r.ttl.String())
 	}
 	var errs []error
+	now := time.Now()
 	for key, val := range desired {
 		if bytes.Equal(written[key], val) {
 			continue
+		}
+		if _, ok := written[key]; ok {
+			b := buckets[key]
+			if b == nil {
+				b = r.limit.newBucket(now)
+				buckets[key] = b
+			}
+			if wait := r.limit.take(b, now); wait > 0 {
+				r.deferred.Inc()
+				next = min(next, wait)
+				continue
+			}
 		}
 		pctx, cancel := withTimeout(ctx)
 		_, err := r.cli.Put(pctx, key, string(val), etcd.WithLease(*lease))
@@ -211,7 +250,8 @@ func (r *Registrar) syncOnce(ctx context.Context, lease *etcd.LeaseID, alive *<-
 			(*stopKA)()
 			*lease, *alive = 0, nil
 			clear(written)
-			return err
+			clear(buckets)
+			return next, err
 		}
 		if err != nil {
 			errs = append(errs, err)
@@ -237,9 +277,37 @@ func (r *Registrar) syncOnce(ctx context.Context, lease *etcd.LeaseID, alive *<-
 		}
 		r.writes.Inc()
 		delete(written, key)
+		delete(buckets, key)
 		r.log.Info("record deleted", "key", key)
 	}
-	return errors.Join(errs...)
+	return next, errors.Join(errs...)
+}
+
+// rateLimit is a token bucket per record.
+type rateLimit struct {
+	interval time.Duration // < 0: unlimited
+	burst    float64
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func (l rateLimit) newBucket(now time.Time) *bucket { return &bucket{tokens: l.burst, last: now} }
+
+// take spends a token from b, or returns how long until one is available.
+func (l rateLimit) take(b *bucket, now time.Time) time.Duration {
+	if l.interval < 0 {
+		return 0
+	}
+	b.tokens = min(l.burst, b.tokens+float64(now.Sub(b.last))/float64(l.interval))
+	b.last = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return 0
+	}
+	return time.Duration((1 - b.tokens) * float64(l.interval))
 }
 
 // drainKeepAlive consumes keepalive responses (the client needs them read)

@@ -26,20 +26,14 @@ func cmdLs(c *cli.Context) error {
 	if c.NArg() > 1 {
 		return fmt.Errorf("ls takes at most one SERVICE, got %d arguments", c.NArg())
 	}
-	log, err := daemon.Logger(c.App.ErrWriter, c.String(daemon.FlagLogLevel))
-	if err != nil {
-		return err
-	}
-	cfg := daemon.ApplyEtcdFlags(c, registry.Config{})
-	if cfg.IsEmbedded() {
-		return fmt.Errorf("ls needs a running etcd: pass --etcd with its address, not %q", registry.Embedded)
-	}
-	conn, err := daemon.Connect(c.Context, c, cfg, log)
+	conn, keys, err := connect(c)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	w := registry.NewWatcher(registry.WatcherOptions{Client: conn.Client, Keys: cfg.Keys(), Logger: log})
+	cfg := conn.Config
+	log, _ := daemon.Logger(c.App.ErrWriter, c.String(daemon.FlagLogLevel))
+	w := registry.NewWatcher(registry.WatcherOptions{Client: conn.Client, Keys: keys, Logger: log})
 	snap, err := w.Snapshot(c.Context)
 	if err != nil {
 		return fmt.Errorf("read registry from %s: %w", cfg, err)
@@ -67,7 +61,7 @@ func cmdLs(c *cli.Context) error {
 		return enc.Encode(list)
 	}
 	if len(names) == 0 {
-		fmt.Fprintf(out, "no services registered under %s\n", cfg.Keys().Root())
+		fmt.Fprintf(out, "no services registered under %s\n", keys.Root())
 		return nil
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)

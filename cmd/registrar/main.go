@@ -1,11 +1,14 @@
 // Command registrar registers a VM's service instances in etcd under a
-// lease, keeps their health current, and answers operators' questions
-// about the registry.
+// lease, keeps their shallow and deep health current, and answers
+// operators' questions about the registry.
 //
 //	registrar run -c registrar.yaml
 //	registrar ls [SERVICE] [--json]
+//	registrar maint enable|disable SERVICE[/ID] [--reason TEXT]
+//	registrar expect SERVICE N
+//	registrar wait SERVICE... [--timeout D]
 //
-// See DESIGN.md for the config file and key schema.
+// See the README for the config file and key schema.
 package main
 
 import (
@@ -13,14 +16,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
-	"os/signal"
-	"sync"
-	"syscall"
 
 	"github.com/rewire/rewire/internal/daemon"
-	"github.com/rewire/rewire/registry"
 	"github.com/urfave/cli/v2"
 )
 
@@ -31,6 +29,7 @@ func main() {
 // run is main with injected arguments and streams; it returns the exit
 // code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	etcdFlags := func(extra ...cli.Flag) []cli.Flag { return append(daemon.EtcdFlags("REGISTRAR"), extra...) }
 	app := &cli.App{
 		Name:           "registrar",
 		Usage:          "register service instances in etcd and keep their health current",
@@ -42,9 +41,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				Name:      "run",
 				Usage:     "register the configured services and run their checks until stopped",
 				ArgsUsage: " ",
-				Flags: append(daemon.EtcdFlags("REGISTRAR"),
+				Description: "SIGTERM/SIGINT: mark every instance draining, wait its drain period, deregister " +
+					"(a second signal skips the wait). SIGHUP or a change of the config file: reload it.",
+				Flags: etcdFlags(
 					&cli.StringFlag{Name: "config", Aliases: []string{"c"}, EnvVars: []string{"REGISTRAR_CONFIG"}, Required: true, Usage: "config file (YAML)"},
-					&cli.StringFlag{Name: "listen", EnvVars: []string{"REGISTRAR_LISTEN"}, Usage: "address for /healthz and /metrics (overrides the file)"},
+					&cli.StringFlag{Name: "listen", EnvVars: []string{"REGISTRAR_LISTEN"}, Usage: "address of the local API, /healthz and /metrics (overrides the file)"},
+					&cli.BoolFlag{Name: "watch-config", EnvVars: []string{"REGISTRAR_WATCH_CONFIG"}, Value: true, Usage: "reload when the config file changes"},
 				),
 				Action: cmdRun,
 			},
@@ -52,10 +54,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				Name:      "ls",
 				Usage:     "list registered instances and their health",
 				ArgsUsage: "[SERVICE]",
-				Flags: append(daemon.EtcdFlags("REGISTRAR"),
-					&cli.BoolFlag{Name: "json", Usage: "print JSON"},
-				),
-				Action: cmdLs,
+				Flags:     etcdFlags(&cli.BoolFlag{Name: "json", Usage: "print JSON"}),
+				Action:    cmdLs,
+			},
+			{
+				Name:  "maint",
+				Usage: "put a service or one instance in maintenance, or take it out",
+				Subcommands: []*cli.Command{
+					{Name: "enable", ArgsUsage: "SERVICE[/ID]", Usage: "stop routing to it (survives registrar restarts)",
+						Flags: etcdFlags(&cli.StringFlag{Name: "reason", Usage: "why, shown by ls and in records' views"}), Action: cmdMaint(true)},
+					{Name: "disable", ArgsUsage: "SERVICE[/ID]", Usage: "route to it again", Flags: etcdFlags(), Action: cmdMaint(false)},
+				},
+			},
+			{
+				Name:      "expect",
+				Usage:     "record how many instances of a service should be reporting (0 removes it)",
+				ArgsUsage: "SERVICE N",
+				Flags:     etcdFlags(),
+				Action:    cmdExpect,
+			},
+			{
+				Name:      "wait",
+				Usage:     "wait until every named service has a routable instance (for ExecStartPre and startup ordering)",
+				ArgsUsage: "SERVICE...",
+				Flags:     etcdFlags(&cli.DurationFlag{Name: "timeout", Value: 0, Usage: "give up after this long (0: wait forever)"}),
+				Action:    cmdWait,
 			},
 		},
 	}
@@ -68,59 +91,4 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-func cmdRun(c *cli.Context) error {
-	log, err := daemon.Logger(c.App.ErrWriter, c.String(daemon.FlagLogLevel))
-	if err != nil {
-		return err
-	}
-	cfg, _, err := loadConfig(c.String("config"))
-	if err != nil {
-		return cli.Exit(fmt.Sprintf("invalid config:\n%v", err), 2)
-	}
-	cfg.Etcd = daemon.ApplyEtcdFlags(c, cfg.Etcd)
-	if c.IsSet("listen") {
-		cfg.Listen = c.String("listen")
-	}
-
-	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	conn, err := daemon.Connect(ctx, c, cfg.Etcd, log)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-
-	reg := daemon.NewRegistry()
-	r := registry.NewRegistrar(registry.RegistrarOptions{
-		Client: conn.Client, Keys: cfg.Etcd.Keys(), TTL: cfg.LeaseTTL, Logger: log, Registerer: reg,
-	})
-	addr, serve, err := daemon.Serve(ctx, cfg.Listen, http.NewServeMux(), reg, log)
-	if err != nil {
-		return err
-	}
-	log.Info("registrar started", "etcd", conn.Config.String(), "services", len(cfg.Services), "listen", addr.String())
-
-	// Checks stop first; the Registrar then revokes the lease (which
-	// deregisters everything at once) before the client closes.
-	checksCtx, stopChecks := context.WithCancel(ctx)
-	var checks sync.WaitGroup
-	for _, s := range cfg.Services {
-		in := newInstance(s, cfg.Node, r, log)
-		checks.Go(func() { in.run(checksCtx) })
-	}
-	regDone := make(chan error, 1)
-	go func() { regDone <- r.Run(ctx) }()
-	var httpErr error
-	var httpWG sync.WaitGroup
-	httpWG.Go(func() { httpErr = serve() })
-
-	<-ctx.Done()
-	log.Info("shutting down: deregistering")
-	stopChecks()
-	checks.Wait()
-	err = <-regDone
-	httpWG.Wait()
-	return errors.Join(err, httpErr)
 }

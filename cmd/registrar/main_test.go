@@ -17,7 +17,7 @@ func TestBadConfigExitsNamingFileLineField(t *testing.T) {
 		{"wrong-type.bad.yaml", []string{`wrong-type.bad.yaml:5: services[0].port: cannot use str "eighty" here: want an integer`}},
 		{"missing-name.bad.yaml", []string{`missing-name.bad.yaml:6: services[1].name: missing`}},
 		{"bad-duration.bad.yaml", []string{`bad-duration.bad.yaml:9: services[0].checks[0].interval: cannot use str "2 seconds" here: want a duration`}},
-		{"two-check-types.bad.yaml", []string{`two-check-types.bad.yaml:7: services[0].checks[0].tcp: check sets http and tcp: set exactly one of http, tcp, exec`}},
+		{"two-check-types.bad.yaml", []string{`two-check-types.bad.yaml:7: services[0].checks[0].tcp: check sets http and tcp: set exactly one of http, tcp, exec, grpc, ttl`}},
 		{"duplicate-id.bad.yaml", []string{`duplicate-id.bad.yaml:4: services[1].id: duplicate instance web/web-1 (also services[0])`}},
 		{"bad-fields.bad.yaml", []string{
 			`bad-fields.bad.yaml:3: services[0].name: invalid name "Web_Server"`,
@@ -31,7 +31,7 @@ func TestBadConfigExitsNamingFileLineField(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			path := filepath.Join("testdata", tc.file)
+			path := filepath.Join("..", "..", "internal", "agent", "testdata", tc.file)
 			code := run(context.Background(), []string{"registrar", "run", "-c", path}, &stdout, &stderr)
 			if code != 2 {
 				t.Errorf("run -c %s: exit code %d, want 2", path, code)
@@ -42,22 +42,6 @@ func TestBadConfigExitsNamingFileLineField(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestGoodConfig(t *testing.T) {
-	cfg, _, err := loadConfig("testdata/full.good.yaml")
-	if err != nil {
-		t.Fatalf("loadConfig: %v", err)
-	}
-	if got := cfg.Services[0].Address; got != "127.0.0.1" {
-		t.Errorf("address template resolved to %q, want 127.0.0.1", got)
-	}
-	if got := cfg.Services[1].ID; got != "app1-9090" {
-		t.Errorf("default id = %q, want app1-9090", got)
-	}
-	if got := cfg.Services[0].Checks[2].check().Kind; got != "deep" {
-		t.Errorf("kind = %q, want deep", got)
 	}
 }
 

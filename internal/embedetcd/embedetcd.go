@@ -29,6 +29,9 @@ type Options struct {
 	// ClientAddr is host:port to serve clients on; "" or port 0 picks a
 	// free loopback port.
 	ClientAddr string
+	// PeerAddr is host:port for the (unused) peer listener; "" picks a
+	// free loopback port. Restarting on the same Dir needs the same one.
+	PeerAddr string
 	// Fast trades durability for speed (short election ticks, no fsync):
 	// for tests only.
 	Fast bool
@@ -44,6 +47,7 @@ type Options struct {
 type Server struct {
 	e         *embed.Etcd
 	endpoints []string
+	opts      Options
 }
 
 // Start starts the server and waits until it serves clients.
@@ -68,8 +72,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if clientAddr, err = resolvePort(clientAddr); err != nil {
 		return nil, fmt.Errorf("embedetcd: client address: %w", err)
 	}
-	peerAddr, err := resolvePort("127.0.0.1:0")
-	if err != nil {
+	peerAddr := opts.PeerAddr
+	if peerAddr == "" {
+		peerAddr = "127.0.0.1:0"
+	}
+	if peerAddr, err = resolvePort(peerAddr); err != nil {
 		return nil, fmt.Errorf("embedetcd: peer address: %w", err)
 	}
 	cu := url.URL{Scheme: "http", Host: clientAddr}
@@ -98,8 +105,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		e.Close()
 		return nil, ctx.Err()
 	}
-	return &Server{e: e, endpoints: []string{cu.Host}}, nil
+	opts.ClientAddr, opts.PeerAddr = clientAddr, peerAddr
+	return &Server{e: e, endpoints: []string{cu.Host}, opts: opts}, nil
 }
+
+// Options returns the options the server runs with, ports resolved: pass
+// them to Start again to restart it on the same directory and addresses.
+func (s *Server) Options() Options { return s.opts }
 
 // resolvePort replaces port 0 in addr with a free port. The port could be
 // taken by someone else before etcd binds it; Start then fails cleanly.

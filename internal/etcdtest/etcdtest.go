@@ -53,8 +53,24 @@ func StartOptions(t testing.TB, opts embedetcd.Options) *Etcd {
 }
 
 // Stop stops the server now (to simulate an outage); Cleanup is then a
-// no-op.
+// no-op until Restart.
 func (e *Etcd) Stop() { e.stop() }
+
+// Restart starts a stopped embedded server again on the same data
+// directory and addresses, as after an outage.
+func (e *Etcd) Restart(t testing.TB) {
+	t.Helper()
+	if e.srv == nil {
+		t.Fatal("etcdtest: Restart works only for Start, not StartBinary")
+	}
+	srv, err := embedetcd.Start(t.Context(), e.srv.Options())
+	if err != nil {
+		t.Fatalf("etcdtest: restart: %v", err)
+	}
+	e.srv = srv
+	e.stop = sync1(srv.Close)
+	t.Cleanup(e.stop)
+}
 
 func sync1(f func()) func() {
 	done := false

@@ -1,8 +1,9 @@
-package main
+package agent
 
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -22,7 +23,10 @@ type Config struct {
 	LeaseTTL time.Duration   `yaml:"lease_ttl"`
 	Listen   string          `yaml:"listen"`
 	Node     string          `yaml:"node"`
-	Services []ServiceConfig `yaml:"services"`
+	// WriteInterval rate-limits rewrites of one record (bursts of 3 pass);
+	// changes in between coalesce. Default 1s.
+	WriteInterval time.Duration   `yaml:"write_interval"`
+	Services      []ServiceConfig `yaml:"services"`
 }
 
 // ServiceConfig is one entry of `services:`.
@@ -35,7 +39,10 @@ type ServiceConfig struct {
 	Meta      map[string]string `yaml:"meta"`
 	Weight    *int              `yaml:"weight"`
 	DependsOn []string          `yaml:"depends_on"`
-	Checks    []CheckConfig     `yaml:"checks"`
+	// Drain is how long the instance stays registered as draining on
+	// shutdown before it is deregistered.
+	Drain  time.Duration `yaml:"drain"`
+	Checks []CheckConfig `yaml:"checks"`
 }
 
 // CheckConfig is one entry of a service's `checks:`.
@@ -45,6 +52,8 @@ type CheckConfig struct {
 	HTTP     string        `yaml:"http"`
 	TCP      string        `yaml:"tcp"`
 	Exec     []string      `yaml:"exec"`
+	GRPC     string        `yaml:"grpc"` // host:port or host:port/service
+	TTL      time.Duration `yaml:"ttl"`  // pushed by the app to the local API
 	Interval time.Duration `yaml:"interval"`
 	Timeout  time.Duration `yaml:"timeout"`
 	Rise     int           `yaml:"rise"`
@@ -53,14 +62,21 @@ type CheckConfig struct {
 
 // DefaultConfig holds every default of registrar.yaml.
 var DefaultConfig = Config{
-	LeaseTTL: 10 * time.Second,
-	Listen:   "127.0.0.1:9701",
+	LeaseTTL:      10 * time.Second,
+	Listen:        "127.0.0.1:9701",
+	WriteInterval: time.Second,
 }
 
 // defaultAddress is used when a service sets no address.
 const defaultAddress = "{{ GetPrivateIP }}"
 
-// loadConfig reads, defaults and validates path.
+// LoadConfig reads, defaults and validates path. Every problem is an
+// error naming the file, line and field.
+func LoadConfig(path string) (Config, error) {
+	cfg, _, err := loadConfig(path)
+	return cfg, err
+}
+
 func loadConfig(path string) (Config, *yamlconf.Doc, error) {
 	cfg := DefaultConfig
 	doc, err := yamlconf.Load(path, &cfg)
@@ -85,6 +101,9 @@ func (c *Config) Validate(doc *yamlconf.Doc) error {
 	bad := func(path string, err error) { errs = append(errs, doc.Error(path, err)) }
 	if c.LeaseTTL < 2*time.Second {
 		bad("lease_ttl", fmt.Errorf("%s is too short: use 2s or more", c.LeaseTTL))
+	}
+	if c.WriteInterval < 0 {
+		bad("write_interval", errors.New("negative"))
 	}
 	if len(c.Services) == 0 {
 		bad("services", errors.New("no services configured"))
@@ -133,6 +152,14 @@ func (c *Config) Validate(doc *yamlconf.Doc) error {
 				bad(p+"."+configField(fe.Field), fe.Err)
 			}
 		}
+		for j, d := range s.DependsOn {
+			if d == s.Name {
+				bad(fmt.Sprintf("%s.depends_on[%d]", p, j), fmt.Errorf("service %s cannot depend on itself", d))
+			}
+		}
+		if s.Drain < 0 {
+			bad(p+".drain", errors.New("negative"))
+		}
 		names := map[string]bool{}
 		for j, ch := range s.Checks {
 			cp := fmt.Sprintf("%s.checks[%d]", p, j)
@@ -172,10 +199,13 @@ type fieldErr struct {
 func (ch CheckConfig) validate() []fieldErr {
 	var errs []fieldErr
 	bad := func(f string, err error) { errs = append(errs, fieldErr{f, err}) }
-	if ch.Name == "" {
+	switch {
+	case ch.Name == "":
 		bad("name", errors.New("missing"))
-	} else if err := schema.ValidateName(ch.Name); err != nil {
-		bad("name", err)
+	case schema.ValidateName(ch.Name) != nil:
+		bad("name", schema.ValidateName(ch.Name))
+	case strings.HasPrefix(ch.Name, depCheckPrefix):
+		bad("name", fmt.Errorf("%q: names starting with %q are reserved for dependencies", ch.Name, depCheckPrefix))
 	}
 	if _, err := health.ParseKind(ch.Kind); err != nil {
 		bad("kind", fmt.Errorf("%q: want shallow or deep", ch.Kind))
@@ -196,12 +226,26 @@ func (ch CheckConfig) validate() []fieldErr {
 			bad("exec", errors.New("empty command"))
 		}
 	}
+	if ch.GRPC != "" {
+		kinds = append(kinds, "grpc")
+		target, _, _ := strings.Cut(ch.GRPC, "/")
+		if _, _, err := net.SplitHostPort(target); err != nil {
+			bad("grpc", fmt.Errorf("%q: want host:port or host:port/service", ch.GRPC))
+		}
+	}
+	if ch.TTL != 0 {
+		kinds = append(kinds, "ttl")
+		if ch.TTL < time.Second {
+			bad("ttl", fmt.Errorf("%s is too short: use 1s or more", ch.TTL))
+		}
+	}
+	const oneOf = "set exactly one of http, tcp, exec, grpc, ttl"
 	switch len(kinds) {
 	case 0:
-		bad("name", errors.New("check has no type: set exactly one of http, tcp, exec"))
+		bad("name", errors.New("check has no type: "+oneOf))
 	case 1:
 	default:
-		bad(kinds[1], fmt.Errorf("check sets %s: set exactly one of http, tcp, exec", strings.Join(kinds, " and ")))
+		bad(kinds[1], fmt.Errorf("check sets %s: %s", strings.Join(kinds, " and "), oneOf))
 	}
 	if ch.Interval < 0 {
 		bad("interval", errors.New("negative"))
@@ -224,6 +268,14 @@ func (ch CheckConfig) check() health.Check {
 		c = health.HTTP{URL: ch.HTTP}
 	case ch.TCP != "":
 		c = health.TCP{Addr: ch.TCP}
+	case ch.GRPC != "":
+		target, svc, _ := strings.Cut(ch.GRPC, "/")
+		c = health.GRPC{Target: target, Service: svc}
+	case ch.TTL != 0:
+		// A pushed status is re-evaluated at once (Monitor.Trigger) and
+		// every second, to notice expiry.
+		c = health.NewTTL(ch.TTL)
+		return health.Check{Name: ch.Name, Kind: kind, Checker: c, Interval: time.Second, Timeout: time.Second}
 	default:
 		c = health.Exec{Argv: slices.Clone(ch.Exec)}
 	}

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rewire/rewire/internal/daemon"
+	"github.com/rewire/rewire/registry"
+	"github.com/rewire/rewire/registry/schema"
+	"github.com/urfave/cli/v2"
+)
+
+// connect opens a connection for a query command; they need a running
+// etcd, not an embedded one.
+func connect(c *cli.Context) (*daemon.Conn, schema.Keys, error) {
+	log, err := daemon.Logger(c.App.ErrWriter, c.String(daemon.FlagLogLevel))
+	if err != nil {
+		return nil, schema.Keys{}, err
+	}
+	cfg := daemon.ApplyEtcdFlags(c, registry.Config{})
+	if cfg.IsEmbedded() {
+		return nil, schema.Keys{}, fmt.Errorf("%s needs a running etcd: pass --etcd with its address, not %q", c.Command.Name, registry.Embedded)
+	}
+	conn, err := daemon.Connect(c.Context, c, cfg, log)
+	if err != nil {
+		return nil, schema.Keys{}, err
+	}
+	return conn, cfg.Keys(), nil
+}
+
+func cmdMaint(enable bool) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if c.NArg() != 1 {
+			return fmt.Errorf("want exactly one SERVICE or SERVICE/ID, got %d arguments", c.NArg())
+		}
+		service, id, _ := strings.Cut(c.Args().First(), "/")
+		conn, keys, err := connect(c)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		target := service
+		if id != "" {
+			target += "/" + id
+		}
+		if !enable {
+			had, err := registry.ClearMaintenance(c.Context, conn.Client, keys, service, id)
+			if err != nil {
+				return err
+			}
+			if !had {
+				fmt.Fprintf(c.App.Writer, "%s was not in maintenance\n", target)
+				return nil
+			}
+			fmt.Fprintf(c.App.Writer, "%s: maintenance off\n", target)
+			return nil
+		}
+		m := schema.Maintenance{Reason: c.String("reason"), By: operator(), Since: time.Now().UTC().Truncate(time.Second)}
+		if err := registry.SetMaintenance(c.Context, conn.Client, keys, service, id, m); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.App.Writer, "%s: maintenance on (by %s: %s)\n", target, m.By, m.Reason)
+		return nil
+	}
+}
+
+// operator names who ran the command: user@host.
+func operator() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	host, _ := os.Hostname()
+	return name + "@" + host
+}
+
+func cmdExpect(c *cli.Context) error {
+	if c.NArg() != 2 {
+		return fmt.Errorf("want SERVICE N, got %d arguments", c.NArg())
+	}
+	n, err := strconv.Atoi(c.Args().Get(1))
+	if err != nil || n < 0 {
+		return fmt.Errorf("N: %q is not a count (0 removes the expectation)", c.Args().Get(1))
+	}
+	conn, keys, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := registry.SetExpect(c.Context, conn.Client, keys, c.Args().First(), n); err != nil {
+		return err
+	}
+	if n == 0 {
+		fmt.Fprintf(c.App.Writer, "%s: no expected count\n", c.Args().First())
+	} else {
+		fmt.Fprintf(c.App.Writer, "%s: %d instances expected\n", c.Args().First(), n)
+	}
+	return nil
+}
+
+func cmdWait(c *cli.Context) error {
+	services := c.Args().Slice()
+	if len(services) == 0 {
+		return fmt.Errorf("name at least one SERVICE to wait for")
+	}
+	for _, s := range services {
+		if err := schema.ValidateName(s); err != nil {
+			return fmt.Errorf("service: %w", err)
+		}
+	}
+	conn, keys, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx := c.Context
+	if d := c.Duration("timeout"); d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	w := registry.NewWatcher(registry.WatcherOptions{Client: conn.Client, Keys: keys})
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.Run(wctx)
+	}()
+	defer func() { stop(); <-done }()
+	var missing []string
+	for {
+		if snap := w.Current(); snap != nil {
+			missing = missing[:0]
+			for _, s := range services {
+				if why := notRoutable(snap, s); why != "" {
+					missing = append(missing, why)
+				}
+			}
+			if len(missing) == 0 {
+				fmt.Fprintf(c.App.Writer, "ready: %s\n", strings.Join(services, ", "))
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if len(missing) == 0 {
+				return cli.Exit(fmt.Sprintf("timed out after %s: could not read the registry from %s", c.Duration("timeout"), strings.Join(conn.Config.Endpoints, ",")), 3)
+			}
+			return cli.Exit(fmt.Sprintf("timed out after %s waiting for: %s", c.Duration("timeout"), strings.Join(missing, "; ")), 3)
+		case <-w.Updates():
+		}
+	}
+}
+
+// notRoutable says why service has no routable instance, or "".
+func notRoutable(snap *schema.Snapshot, service string) string {
+	sv := snap.Service(service)
+	switch {
+	case sv == nil || len(sv.Instances) == 0:
+		return service + " (not registered)"
+	case len(sv.Routable()) == 0:
+		return fmt.Sprintf("%s (%d registered, none routable)", service, len(sv.Instances))
+	}
+	return ""
+}

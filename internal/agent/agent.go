@@ -1,0 +1,298 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"maps"
+	"reflect"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/rewire/rewire/registry"
+	"github.com/rewire/rewire/registry/schema"
+	etcd "go.etcd.io/etcd/client/v3"
+)
+
+var errNotFound = errors.New("agent: not found")
+
+// Options configures New.
+type Options struct {
+	Client     *etcd.Client
+	Logger     *slog.Logger          // nil: discard
+	Registerer prometheus.Registerer // nil: metrics are not registered
+}
+
+type metrics struct {
+	statusChanges *prometheus.CounterVec
+	instances     prometheus.Gauge
+	reloads       *prometheus.CounterVec
+}
+
+// Agent registers the configured instances and keeps their records true.
+type Agent struct {
+	cli     *etcd.Client
+	keys    schema.Keys
+	node    string
+	log     *slog.Logger
+	reg     *registry.Registrar
+	watch   *registry.Watcher
+	metrics metrics
+	reloads chan reloadReq
+
+	// mu guards the fields below.
+	mu        sync.Mutex
+	cfg       Config
+	instances map[string]*running // key: service/id
+	draining  bool
+}
+
+type running struct {
+	in     *instance
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+type reloadReq struct {
+	cfg  Config
+	done chan struct{}
+}
+
+// New returns an Agent for a validated cfg; call Run to start it.
+func New(cfg Config, opts Options) *Agent {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	f := promauto.With(opts.Registerer)
+	keys := cfg.Etcd.Keys()
+	return &Agent{
+		cli: opts.Client, keys: keys, node: cfg.Node, log: log, cfg: cfg,
+		instances: map[string]*running{},
+		reloads:   make(chan reloadReq),
+		reg: registry.NewRegistrar(registry.RegistrarOptions{
+			Client: opts.Client, Keys: keys, TTL: cfg.LeaseTTL, WriteInterval: cfg.WriteInterval,
+			Logger: log, Registerer: opts.Registerer,
+		}),
+		watch: registry.NewWatcher(registry.WatcherOptions{Client: opts.Client, Keys: keys, Logger: log, Registerer: opts.Registerer}),
+		metrics: metrics{
+			statusChanges: f.NewCounterVec(prometheus.CounterOpts{Name: "registrar_status_changes_total",
+				Help: "Changes of an instance's shallow or deep status."}, []string{"service"}),
+			instances: f.NewGauge(prometheus.GaugeOpts{Name: "registrar_instances",
+				Help: "Instances this registrar is configured to register."}),
+			reloads: f.NewCounterVec(prometheus.CounterOpts{Name: "registrar_config_reloads_total",
+				Help: "Config reloads by result (applied, rejected)."}, []string{"result"}),
+		},
+	}
+}
+
+func instanceKey(s ServiceConfig) string { return s.Name + "/" + s.ID }
+
+// Run registers every configured instance and keeps them current until
+// ctx ends; it then stops the checks and revokes the lease, which
+// deregisters everything at once. It returns after all its goroutines
+// exited. etcd being unreachable is never an error: the Registrar retries.
+func (a *Agent) Run(ctx context.Context) error {
+	regCtx, stopReg := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() { a.reg.Run(regCtx) })
+	wg.Go(func() { a.watch.Run(ctx) })
+	defer func() {
+		a.mu.Lock()
+		all := slices.Collect(maps.Values(a.instances))
+		a.mu.Unlock()
+		for _, r := range all {
+			r.cancel()
+		}
+		for _, r := range all {
+			<-r.done
+		}
+		stopReg() // revokes the lease
+		wg.Wait()
+	}()
+	a.apply(ctx, a.config())
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case req := <-a.reloads:
+			a.apply(ctx, req.cfg)
+			close(req.done)
+		case <-a.watch.Updates():
+			// Dependencies and maintenance may have changed.
+			a.pokeAll()
+		}
+	}
+}
+
+func (a *Agent) config() Config {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cfg
+}
+
+func (a *Agent) pokeAll() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, r := range a.instances {
+		r.in.kick()
+	}
+}
+
+func (a *Agent) isDraining() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.draining
+}
+
+// apply makes the running instances match cfg: new ones start, removed
+// ones stop and are deregistered, changed ones are updated in place, and
+// unchanged ones are not touched at all.
+func (a *Agent) apply(ctx context.Context, cfg Config) {
+	want := map[string]ServiceConfig{}
+	for _, s := range cfg.Services {
+		want[instanceKey(s)] = s
+	}
+	a.mu.Lock()
+	old := a.cfg
+	a.cfg = cfg
+	var stopped []*running
+	for key, r := range a.instances {
+		if _, ok := want[key]; !ok {
+			r.in.retire()
+			r.cancel()
+			stopped = append(stopped, r)
+			delete(a.instances, key)
+		}
+	}
+	for key, s := range want {
+		r, ok := a.instances[key]
+		switch {
+		case !ok:
+			in := newInstance(s, cfg.Node, a.log)
+			ictx, cancel := context.WithCancel(ctx)
+			r = &running{in: in, cancel: cancel, done: make(chan struct{})}
+			a.instances[key] = r
+			go func() {
+				defer close(r.done)
+				in.run(ictx, a)
+			}()
+		case !reflect.DeepEqual(r.in.configSnapshot(), s):
+			a.log.Info("instance config changed", "service", s.Name, "instance_id", s.ID)
+			r.in.update(s)
+		}
+	}
+	a.metrics.instances.Set(float64(len(a.instances)))
+	a.mu.Unlock()
+	for _, r := range stopped {
+		<-r.done
+		cfg := r.in.configSnapshot()
+		a.reg.Remove(cfg.Name, cfg.ID)
+		a.log.Info("instance removed from config; deregistered", "service", cfg.Name, "instance_id", cfg.ID)
+	}
+	if old.LeaseTTL != cfg.LeaseTTL || !reflect.DeepEqual(old.Etcd, cfg.Etcd) || old.Listen != cfg.Listen || old.Node != cfg.Node || old.WriteInterval != cfg.WriteInterval {
+		a.log.Warn("etcd, lease_ttl, listen, node and write_interval changes take effect only after a restart")
+	}
+}
+
+// Reload applies a new, validated config: added instances register,
+// removed ones deregister, unchanged ones are not touched (no rewrite, no
+// flap). It returns once the change is applied or ctx ends.
+func (a *Agent) Reload(ctx context.Context, cfg Config) error {
+	req := reloadReq{cfg: cfg, done: make(chan struct{})}
+	select {
+	case a.reloads <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-req.done:
+		a.metrics.reloads.WithLabelValues("applied").Inc()
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// RejectReload counts a reload whose config failed validation.
+func (a *Agent) RejectReload() { a.metrics.reloads.WithLabelValues("rejected").Inc() }
+
+// Drain marks every instance draining (templates stop routing new traffic
+// to it), then deregisters each one when its drain period has passed. It
+// returns when all are deregistered or ctx ends (a second signal): the
+// caller then stops Run, which revokes the lease.
+func (a *Agent) Drain(ctx context.Context) {
+	a.mu.Lock()
+	a.draining = true
+	all := slices.Collect(maps.Values(a.instances))
+	a.mu.Unlock()
+	slices.SortFunc(all, func(x, y *running) int { return int(x.in.configSnapshot().Drain - y.in.configSnapshot().Drain) })
+	for _, r := range all {
+		r.in.kick()
+	}
+	start := time.Now()
+	for _, r := range all {
+		cfg := r.in.configSnapshot()
+		if wait := time.Until(start.Add(cfg.Drain)); wait > 0 {
+			a.log.Info("draining", "service", cfg.Name, "instance_id", cfg.ID, "for", wait.Round(time.Millisecond).String())
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				a.log.Warn("drain cut short; deregistering now")
+				return
+			case <-t.C:
+			}
+		}
+		r.in.retire()
+		a.reg.Remove(cfg.Name, cfg.ID)
+	}
+}
+
+// Instances returns the last published record of every instance, sorted
+// by service and id.
+func (a *Agent) Instances() []schema.Instance {
+	a.mu.Lock()
+	all := slices.Collect(maps.Values(a.instances))
+	a.mu.Unlock()
+	var out []schema.Instance
+	for _, r := range all {
+		if rec, ok := r.in.snapshot(); ok {
+			out = append(out, rec)
+		}
+	}
+	slices.SortFunc(out, func(x, y schema.Instance) int {
+		if x.Service != y.Service {
+			return cmpString(x.Service, y.Service)
+		}
+		return cmpString(x.ID, y.ID)
+	})
+	return out
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// find returns the running instances of service (and id, if not empty).
+func (a *Agent) find(service, id string) []*instance {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []*instance
+	for _, r := range a.instances {
+		cfg := r.in.configSnapshot()
+		if cfg.Name == service && (id == "" || cfg.ID == id) {
+			out = append(out, r.in)
+		}
+	}
+	return out
+}
