@@ -17,4 +17,3 @@ func TestGoodConfig(t *testing.T) {
 		t.Errorf("kind = %q, want deep", got)
 	}
 }
-
