@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/rewire/rewire/registry"
@@ -41,5 +42,28 @@ func TestApplyEtcdFlagsPrecedence(t *testing.T) {
 				t.Errorf("ApplyEtcdFlags(%v, env %v) = %v %q, want %v %q", tc.args, tc.env, got.Endpoints, got.Prefix, tc.wantEP, tc.wantPrefix)
 			}
 		})
+	}
+}
+
+func TestInterspersedArgs(t *testing.T) {
+	app := &cli.App{Commands: []*cli.Command{
+		{Name: "maint", Subcommands: []*cli.Command{{Name: "enable", Flags: []cli.Flag{
+			&cli.StringFlag{Name: "reason"}, &cli.BoolFlag{Name: "json"},
+		}}}},
+		{Name: "wait", Flags: []cli.Flag{&cli.DurationFlag{Name: "timeout"}}},
+	}}
+	tests := []struct{ in, want string }{
+		{"r maint enable web --reason disk", "r maint enable --reason disk -- web"},
+		{"r maint enable --reason=disk web --json", "r maint enable --reason=disk --json -- web"},
+		{"r wait web db --timeout 5s", "r wait --timeout 5s -- web db"},
+		{"r wait web -- --timeout", "r wait web -- --timeout"},
+		{"r wait web", "r wait web"},
+		{"r", "r"},
+	}
+	for _, tc := range tests {
+		got := strings.Join(InterspersedArgs(app, strings.Fields(tc.in)), " ")
+		if got != tc.want {
+			t.Errorf("InterspersedArgs(%q) = %q, want %q", tc.in, got, tc.want)
+		}
 	}
 }
