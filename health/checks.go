@@ -205,9 +205,10 @@ func errorText(ctx context.Context, start time.Time, err error) string {
 	return err.Error()
 }
 
-// ctxText describes why ctx, which a probe started using at start, is done.
+// ctxText describes why ctx, which a probe started using at start, is done
+// or past its deadline.
 func ctxText(ctx context.Context, start time.Time) string {
-	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	if err := ctx.Err(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return "canceled"
 	}
 	deadline, ok := ctx.Deadline()
@@ -215,11 +216,16 @@ func ctxText(ctx context.Context, start time.Time) string {
 		return "timeout"
 	}
 	// The caller set the deadline just before calling Check; rounding hides
-	// that small gap, so "timeout after 1s" rather than 999.98ms.
+	// that gap, which grows on a loaded machine, so "timeout after 1s"
+	// rather than 999.98ms. (Monitor reports its configured timeout
+	// instead, which is stable by construction.)
 	d := deadline.Sub(start)
-	if d >= 10*time.Millisecond {
+	switch {
+	case d >= 100*time.Millisecond:
+		d = d.Round(100 * time.Millisecond)
+	case d >= 10*time.Millisecond:
 		d = d.Round(10 * time.Millisecond)
-	} else {
+	default:
 		d = d.Round(time.Millisecond)
 	}
 	return "timeout after " + d.String()

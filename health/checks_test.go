@@ -234,12 +234,21 @@ func TestExecNoLeftovers(t *testing.T) {
 	}
 	pid := strings.TrimSpace(string(b))
 	// A killed child is a zombie until init reaps it, so look at its state
-	// rather than whether it exists.
-	stat, err := os.ReadFile("/proc/" + pid + "/stat")
-	if err != nil {
-		return // gone
-	}
-	if f := strings.Fields(string(stat)); len(f) > 2 && f[2] != "Z" {
-		t.Errorf("child %s still running after timeout: state %s", pid, f[2])
+	// rather than whether it exists. SIGKILL is delivered asynchronously:
+	// poll with a deadline.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		stat, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			return // gone
+		}
+		f := strings.Fields(string(stat))
+		if len(f) > 2 && f[2] == "Z" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("child %s still running 5s after the timeout: state %s", pid, f[2])
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
 	}
 }

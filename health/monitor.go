@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -193,9 +194,14 @@ func (m *Monitor) probe(ctx context.Context, i int) {
 	c := m.checks[i]
 	pctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	r := c.Checker.Check(pctx)
+	timedOut := errors.Is(pctx.Err(), context.DeadlineExceeded)
 	cancel()
 	if ctx.Err() != nil {
 		return // stopping: the result says nothing about the target
+	}
+	if timedOut && r.Status == Critical {
+		// The same words every time, however late the machine ran.
+		r.Output = "timeout after " + c.Timeout.String()
 	}
 	r.Output = CleanOutput(r.Output)
 	if !r.Status.Valid() {

@@ -153,6 +153,10 @@ func (r *Registrar) Run(ctx context.Context) error {
 	defer due.Stop()
 	defer func() {
 		stopKA()
+		if alive != nil {
+			for range alive { // wait for drainKeepAlive's goroutine
+			}
+		}
 		if lease != 0 {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 			_, err := r.cli.Revoke(rctx, lease)
@@ -187,6 +191,7 @@ func (r *Registrar) Run(ctx context.Context) error {
 				r.leaseLost.Inc()
 				r.log.Warn("lease lost; registering again under a new lease", "lease_id", int64(lease))
 				stopKA()
+				alive = nil
 				lease, alive = 0, nil
 				clear(written)
 				clear(buckets)
@@ -248,6 +253,8 @@ func (r *Registrar) syncOnce(ctx context.Context, lease *etcd.LeaseID, alive *<-
 			// The lease expired before its keepalive channel said so.
 			r.leaseLost.Inc()
 			(*stopKA)()
+			for range *alive {
+			}
 			*lease, *alive = 0, nil
 			clear(written)
 			clear(buckets)

@@ -116,10 +116,10 @@ func DecodeInstance(data []byte) (Instance, error) {
 		return Instance{}, fmt.Errorf("schema: decode record: %w", err)
 	}
 	if w.V == nil {
-		return Instance{}, &FieldError{"v", errors.New("missing")}
+		return Instance{}, &FieldError{"v", fmt.Errorf("%w: missing", ErrVersion)}
 	}
 	if *w.V != Version {
-		return Instance{}, fmt.Errorf("%w %d (this build reads %d)", ErrVersion, *w.V, Version)
+		return Instance{}, &FieldError{"v", fmt.Errorf("%w %d (this build reads %d)", ErrVersion, *w.V, Version)}
 	}
 	if w.Health == nil {
 		return Instance{}, &FieldError{"health.shallow", errors.New("missing")}
@@ -135,7 +135,9 @@ func DecodeInstance(data []byte) (Instance, error) {
 	var all map[string]json.RawMessage
 	if err := json.Unmarshal(data, &all); err == nil {
 		for k, v := range all {
-			if !slices.Contains(knownFields, k) {
+			// encoding/json matched any case-folded spelling of a known
+			// field ("SERVICE", "ſervice") to it: that is not an unknown field.
+			if !slices.ContainsFunc(knownFields, func(f string) bool { return strings.EqualFold(f, k) }) {
 				if in.extra == nil {
 					in.extra = map[string]json.RawMessage{}
 				}
@@ -168,6 +170,11 @@ func (in *Instance) setDefaults() {
 	}
 	if in.Health.Checks == nil {
 		in.Health.Checks = []Check{}
+	}
+	for i := range in.Health.Checks {
+		if in.Health.Checks[i].Kind == "" {
+			in.Health.Checks[i].Kind = health.Shallow
+		}
 	}
 }
 
@@ -230,6 +237,8 @@ func (in Instance) Validate() error {
 	}
 	add("health.shallow", validateStatus(in.Health.Shallow))
 	add("health.deep", validateStatus(in.Health.Deep))
+	add("health.since", validateTime(in.Health.Since))
+	add("registered_at", validateTime(in.RegisteredAt))
 	for i, c := range in.Health.Checks {
 		f := fmt.Sprintf("health.checks[%d]", i)
 		add(f+".name", ValidateName(c.Name))
@@ -238,8 +247,20 @@ func (in Instance) Validate() error {
 		}
 		add(f+".status", validateStatus(c.Status))
 		add(f+".output", validateText(c.Output))
+		add(f+".since", validateTime(c.Since))
 	}
 	return errors.Join(errs...)
+}
+
+// validateTime accepts the zero time (not written) and any time that
+// encodes as RFC 3339, so that a record that was read can be written back:
+// encoding/json reads a zone offset of +24:00 but refuses to write it.
+func validateTime(t time.Time) error {
+	if t.IsZero() {
+		return nil
+	}
+	_, err := t.MarshalJSON()
+	return err
 }
 
 func validateStatus(s health.Status) error {

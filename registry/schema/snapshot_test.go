@@ -1,0 +1,481 @@
+package schema
+
+import (
+	"errors"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/rewire/rewire/health"
+)
+
+// inst returns a valid, routable instance of svc.
+func inst(svc, id string, mods ...func(*Instance)) Instance {
+	in := Instance{
+		V: Version, Service: svc, ID: id, Address: "10.0.0.5", Port: 8080, Weight: DefaultWeight,
+		Health: Health{Shallow: health.Passing},
+	}
+	for _, m := range mods {
+		m(&in)
+	}
+	return in
+}
+
+func marshal(t testing.TB, in Instance) []byte {
+	t.Helper()
+	b, err := in.Marshal()
+	if err != nil {
+		t.Fatalf("Marshal(%+v) error = %v", in, err)
+	}
+	return b
+}
+
+// putInstance stores in under its own key.
+func putInstance(t testing.TB, x *Index, in Instance) {
+	t.Helper()
+	key := Keys{}.Instance(in.Service, in.ID)
+	if err := x.Put(key, marshal(t, in)); err != nil {
+		t.Fatalf("Put(%q) error = %v", key, err)
+	}
+}
+
+func put(t testing.TB, x *Index, key, value string) {
+	t.Helper()
+	if err := x.Put(key, []byte(value)); err != nil {
+		t.Fatalf("Put(%q, %q) error = %v", key, value, err)
+	}
+}
+
+// ids returns the ids of the instances, in order.
+func ids(ins []Instance) []string {
+	var out []string
+	for _, in := range ins {
+		out = append(out, in.ID)
+	}
+	return out
+}
+
+func TestSnapshotEmpty(t *testing.T) {
+	s := NewIndex(Keys{}).Snapshot(7)
+	if s.Rev != 7 {
+		t.Errorf("Snapshot(7).Rev = %d, want 7", s.Rev)
+	}
+	if names := s.ServiceNames(); len(names) != 0 {
+		t.Errorf("ServiceNames() = %q, want none", names)
+	}
+	if sv := s.Service("web"); sv != nil {
+		t.Errorf("Service(%q) = %+v, want nil", "web", sv)
+	}
+	if v, ok := s.Get("/rewire/config/x"); ok {
+		t.Errorf("Get() = %q, true; want false", v)
+	}
+	if kvs := s.List(""); len(kvs) != 0 {
+		t.Errorf("List(%q) = %q, want none", "", kvs)
+	}
+	var nilService *Service
+	if r := nilService.Routable(); r != nil {
+		t.Errorf("(*Service)(nil).Routable() = %v, want nil", r)
+	}
+}
+
+func TestIndexInstances(t *testing.T) {
+	k := Keys{}
+	x := NewIndex(k)
+	putInstance(t, x, inst("web", "web-2"))
+	putInstance(t, x, inst("web", "web-1"))
+	putInstance(t, x, inst("web", "web-10"))
+	putInstance(t, x, inst("api", "api-1", func(in *Instance) { in.Port = 9000 }))
+
+	s := x.Snapshot(10)
+	if got, want := s.ServiceNames(), []string{"api", "web"}; !slices.Equal(got, want) {
+		t.Errorf("ServiceNames() = %q, want %q", got, want)
+	}
+	web := s.Service("web")
+	if web == nil || web.Name != "web" {
+		t.Fatalf("Service(%q) = %+v, want it named %q", "web", web, "web")
+	}
+	if got, want := ids(web.Instances), []string{"web-1", "web-10", "web-2"}; !slices.Equal(got, want) {
+		t.Errorf("Service(%q).Instances ids = %q, want %q (sorted by id)", "web", got, want)
+	}
+	if api := s.Service("api"); api == nil || len(api.Instances) != 1 || api.Instances[0].Port != 9000 {
+		t.Errorf("Service(%q) = %+v, want one instance on port 9000", "api", api)
+	}
+
+	// Overwrite: the record is replaced.
+	putInstance(t, x, inst("web", "web-1", func(in *Instance) { in.Weight = 7 }))
+	x.Delete(k.Instance("web", "web-2"))
+	x.Delete(k.Instance("api", "api-1"))
+	x.Delete(k.Instance("api", "api-404")) // unknown: no-op
+	s = x.Snapshot(11)
+	if got, want := s.ServiceNames(), []string{"web"}; !slices.Equal(got, want) {
+		t.Errorf("after deletes ServiceNames() = %q, want %q", got, want)
+	}
+	if s.Service("api") != nil {
+		t.Errorf("after deleting its last instance Service(%q) = %+v, want nil", "api", s.Service("api"))
+	}
+	web = s.Service("web")
+	if got, want := ids(web.Instances), []string{"web-1", "web-10"}; !slices.Equal(got, want) {
+		t.Errorf("after deletes Service(%q).Instances ids = %q, want %q", "web", got, want)
+	}
+	if web.Instances[0].Weight != 7 {
+		t.Errorf("after overwrite web-1 weight = %d, want 7", web.Instances[0].Weight)
+	}
+}
+
+func TestIndexMaintenance(t *testing.T) {
+	k := Keys{}
+	x := NewIndex(k)
+	putInstance(t, x, inst("web", "web-1"))
+	putInstance(t, x, inst("web", "web-2"))
+	putInstance(t, x, inst("api", "api-1"))
+
+	maintenance := func(s *Snapshot, svc string) []bool {
+		var out []bool
+		for _, in := range s.Service(svc).Instances {
+			out = append(out, in.Maintenance)
+		}
+		return out
+	}
+
+	// Per instance.
+	put(t, x, k.Maintenance("web", "web-2"), `{"reason":"disk","by":"ops"}`)
+	s := x.Snapshot(1)
+	if got, want := maintenance(s, "web"), []bool{false, true}; !slices.Equal(got, want) {
+		t.Errorf("instance maintenance: web Maintenance = %v, want %v", got, want)
+	}
+	if s.Service("web").Maintenance != nil {
+		t.Errorf("instance maintenance: Service(web).Maintenance = %+v, want nil", s.Service("web").Maintenance)
+	}
+	if got, want := ids(s.Service("web").Routable()), []string{"web-1"}; !slices.Equal(got, want) {
+		t.Errorf("instance maintenance: Routable() = %q, want %q", got, want)
+	}
+
+	// Service-wide.
+	put(t, x, k.Maintenance("web", ""), `{"reason":"upgrade","by":"alice","since":"2026-11-21T19:00:00Z"}`)
+	s = x.Snapshot(2)
+	web := s.Service("web")
+	if got, want := maintenance(s, "web"), []bool{true, true}; !slices.Equal(got, want) {
+		t.Errorf("service maintenance: web Maintenance = %v, want %v", got, want)
+	}
+	if web.Maintenance == nil || web.Maintenance.Reason != "upgrade" || web.Maintenance.By != "alice" || web.Maintenance.Since.IsZero() {
+		t.Errorf("service maintenance: Service(web).Maintenance = %+v, want reason upgrade by alice", web.Maintenance)
+	}
+	if r := web.Routable(); len(r) != 0 {
+		t.Errorf("service maintenance: Routable() = %q, want none", ids(r))
+	}
+	if got, want := maintenance(s, "api"), []bool{false}; !slices.Equal(got, want) {
+		t.Errorf("service maintenance of web: api Maintenance = %v, want %v", got, want)
+	}
+
+	// An unparsable value still means maintenance.
+	put(t, x, k.Maintenance("api", ""), `not json`)
+	s = x.Snapshot(3)
+	if api := s.Service("api"); api.Maintenance == nil || !api.Instances[0].Maintenance {
+		t.Errorf("unparsable maintenance value: Service(api) = %+v, want it in maintenance", api)
+	}
+
+	// Removing the keys ends maintenance.
+	x.Delete(k.Maintenance("web", ""))
+	x.Delete(k.Maintenance("web", "web-2"))
+	x.Delete(k.Maintenance("api", ""))
+	s = x.Snapshot(4)
+	if got, want := maintenance(s, "web"), []bool{false, false}; !slices.Equal(got, want) {
+		t.Errorf("after delete: web Maintenance = %v, want %v", got, want)
+	}
+	if s.Service("web").Maintenance != nil || s.Service("api").Maintenance != nil {
+		t.Errorf("after delete: service maintenance still set")
+	}
+
+	// A service in maintenance with no instances is still a service.
+	put(t, x, k.Maintenance("db", ""), `{"reason":"migration"}`)
+	put(t, x, k.Maintenance("cache", "cache-1"), `{}`)
+	s = x.Snapshot(5)
+	if got, want := s.ServiceNames(), []string{"api", "cache", "db", "web"}; !slices.Equal(got, want) {
+		t.Errorf("ServiceNames() = %q, want %q", got, want)
+	}
+	if db := s.Service("db"); db == nil || db.Maintenance == nil || len(db.Instances) != 0 {
+		t.Errorf("Service(db) = %+v, want maintenance and no instances", db)
+	}
+}
+
+func TestIndexExpect(t *testing.T) {
+	k := Keys{}
+	x := NewIndex(k)
+	putInstance(t, x, inst("web", "web-1"))
+	put(t, x, k.Expect("web"), `{"instances": 3}`)
+	put(t, x, k.Expect("db"), `{"instances": 2}`)
+	s := x.Snapshot(1)
+	if got := s.Service("web").Expect; got != 3 {
+		t.Errorf("Service(web).Expect = %d, want 3", got)
+	}
+	if db := s.Service("db"); db == nil || db.Expect != 2 || len(db.Instances) != 0 {
+		t.Errorf("Service(db) = %+v, want Expect 2 and no instances", db)
+	}
+
+	for _, bad := range []string{`{"instances": -1}`, `three`, `{"instances": "3"}`} {
+		err := x.Put(k.Expect("web"), []byte(bad))
+		var ie *InvalidError
+		if !errors.As(err, &ie) || ie.Key != k.Expect("web") {
+			t.Errorf("Put(expect, %q) error = %v, want *InvalidError for the key", bad, err)
+		}
+		if got := x.Snapshot(2).Service("web").Expect; got != 0 {
+			t.Errorf("after Put(expect, %q) Expect = %d, want 0 (invalid value removes it)", bad, got)
+		}
+		put(t, x, k.Expect("web"), `{"instances": 3}`)
+	}
+
+	x.Delete(k.Expect("db"))
+	if s := x.Snapshot(3); s.Service("db") != nil {
+		t.Errorf("after Delete(expect db) Service(db) = %+v, want nil", s.Service("db"))
+	}
+}
+
+func TestIndexFreeForm(t *testing.T) {
+	k := Keys{}
+	x := NewIndex(k)
+	put(t, x, "/rewire/config/web/timeout", "5s")
+	put(t, x, "/rewire/config/web/maxconn", "100")
+	put(t, x, "/rewire/config/api/maxconn", "50")
+	put(t, x, "/rewire/config/webx", "x")
+	put(t, x, "/rewire/config", "top")
+	put(t, x, "/elsewhere/flag", "on")
+	s := x.Snapshot(1)
+
+	if v, ok := s.Get("/rewire/config/web/timeout"); !ok || v != "5s" {
+		t.Errorf("Get(timeout) = %q, %t; want %q, true", v, ok, "5s")
+	}
+	if v, ok := s.Get("/elsewhere/flag"); !ok || v != "on" {
+		t.Errorf("Get(/elsewhere/flag) = %q, %t; want %q, true", v, ok, "on")
+	}
+	if v, ok := s.Get("/rewire/config/web"); ok {
+		t.Errorf("Get(/rewire/config/web) = %q, true; want false (no such key)", v)
+	}
+	tests := []struct {
+		prefix string
+		want   []KV
+	}{
+		{prefix: "/rewire/config/web/", want: []KV{{"/rewire/config/web/maxconn", "100"}, {"/rewire/config/web/timeout", "5s"}}},
+		{prefix: "/rewire/config/web", want: []KV{
+			{"/rewire/config/web/maxconn", "100"}, {"/rewire/config/web/timeout", "5s"}, {"/rewire/config/webx", "x"}}},
+		{prefix: "/rewire/config", want: []KV{
+			{"/rewire/config", "top"}, {"/rewire/config/api/maxconn", "50"},
+			{"/rewire/config/web/maxconn", "100"}, {"/rewire/config/web/timeout", "5s"}, {"/rewire/config/webx", "x"}}},
+		{prefix: "/nothing", want: nil},
+		{prefix: "/rewire/config/web/timeout/", want: nil},
+	}
+	for _, tc := range tests {
+		if got := s.List(tc.prefix); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("List(%q) = %q, want %q", tc.prefix, got, tc.want)
+		}
+	}
+	if got := s.List(""); len(got) != 6 || !slices.IsSortedFunc(got, func(a, b KV) int { return strings.Compare(a.Key, b.Key) }) {
+		t.Errorf("List(\"\") = %q, want all 6 keys sorted", got)
+	}
+	if len(s.ServiceNames()) != 0 {
+		t.Errorf("free-form keys made services: %q", s.ServiceNames())
+	}
+
+	x.Delete("/rewire/config/web/timeout")
+	put(t, x, "/rewire/config/web/maxconn", "200")
+	s2 := x.Snapshot(2)
+	if _, ok := s2.Get("/rewire/config/web/timeout"); ok {
+		t.Errorf("after Delete Get(timeout) found it")
+	}
+	if got, want := s2.List("/rewire/config/web/"), []KV{{"/rewire/config/web/maxconn", "200"}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("after Delete List = %q, want %q", got, want)
+	}
+	// The earlier snapshot is immutable.
+	if v, _ := s.Get("/rewire/config/web/maxconn"); v != "100" {
+		t.Errorf("old snapshot Get(maxconn) = %q, want %q", v, "100")
+	}
+	if len(s.List("")) != 6 {
+		t.Errorf("old snapshot List(\"\") = %q, want 6 keys", s.List(""))
+	}
+}
+
+func TestIndexInvalidRecord(t *testing.T) {
+	k := Keys{}
+	key := k.Instance("web", "web-1")
+	tests := []struct {
+		name      string
+		value     []byte
+		wantField string // "" when the error is not a field error
+	}{
+		{name: "address newline", value: record(t, "address", "10.0.0.1\nx"), wantField: "address"},
+		{name: "address space", value: record(t, "address", "10.0.0.1 x"), wantField: "address"},
+		{name: "port 0", value: record(t, "port", 0), wantField: "port"},
+		{name: "port 70000", value: record(t, "port", 70000), wantField: "port"},
+		{name: "tag hash", value: record(t, "tags", []string{"a#b"}), wantField: "tags[0]"},
+		{name: "version 2", value: record(t, "v", 2), wantField: "v"},
+		{name: "not JSON", value: []byte("10.0.0.1:8080")},
+		{name: "empty", value: []byte{}},
+		{name: "other service", value: record(t, "service", "api")},
+		{name: "other id", value: record(t, "id", "web-2")},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			x := NewIndex(k)
+			putInstance(t, x, inst("web", "web-2"))
+			err := x.Put(key, tc.value)
+			var ie *InvalidError
+			if !errors.As(err, &ie) || ie.Key != key {
+				t.Fatalf("Put(%q, %q) error = %v, want *InvalidError for the key", key, tc.value, err)
+			}
+			if !strings.Contains(err.Error(), key) {
+				t.Errorf("Put(%q, %q) error = %q, want it to name the key", key, tc.value, err)
+			}
+			var fe *FieldError
+			if tc.wantField != "" && (!errors.As(err, &fe) || fe.Field != tc.wantField) {
+				t.Errorf("Put(%q, %q) error = %v, want field %q", key, tc.value, err, tc.wantField)
+			}
+			s := x.Snapshot(1)
+			if got, want := ids(s.Service("web").Instances), []string{"web-2"}; !slices.Equal(got, want) {
+				t.Errorf("after invalid Put, web instances = %q, want %q", got, want)
+			}
+			if s.Service("api") != nil {
+				t.Errorf("after invalid Put, Service(api) = %+v, want nil", s.Service("api"))
+			}
+		})
+	}
+}
+
+func TestIndexValidRecordBecomesInvalid(t *testing.T) {
+	k := Keys{}
+	x := NewIndex(k)
+	putInstance(t, x, inst("web", "web-1"))
+	putInstance(t, x, inst("web", "web-2"))
+	putInstance(t, x, inst("db", "db-1"))
+	s1 := x.Snapshot(1)
+
+	if err := x.Put(k.Instance("web", "web-1"), record(t, "id", "web-1", "address", "10.0.0.1 x")); err == nil {
+		t.Fatalf("Put(invalid) error = nil, want *InvalidError")
+	}
+	if err := x.Put(k.Instance("db", "db-1"), record(t, "service", "db", "id", "db-1", "port", 0)); err == nil {
+		t.Fatalf("Put(invalid) error = nil, want *InvalidError")
+	}
+	s2 := x.Snapshot(2)
+	if got, want := ids(s2.Service("web").Instances), []string{"web-2"}; !slices.Equal(got, want) {
+		t.Errorf("web instances = %q, want %q: the invalid record must disappear", got, want)
+	}
+	if s2.Service("db") != nil {
+		t.Errorf("Service(db) = %+v, want nil: its only record became invalid", s2.Service("db"))
+	}
+	if got, want := ids(s1.Service("web").Instances), []string{"web-1", "web-2"}; !slices.Equal(got, want) {
+		t.Errorf("old snapshot web instances = %q, want %q (snapshots are immutable)", got, want)
+	}
+
+	// Valid again: it comes back.
+	putInstance(t, x, inst("web", "web-1"))
+	if got, want := ids(x.Snapshot(3).Service("web").Instances), []string{"web-1", "web-2"}; !slices.Equal(got, want) {
+		t.Errorf("after a valid Put, web instances = %q, want %q", got, want)
+	}
+}
+
+func TestIndexInvalidKey(t *testing.T) {
+	k := Keys{}
+	x := NewIndex(k)
+	for _, key := range []string{
+		"/rewire/services/Web/web-1",
+		"/rewire/services/web",
+		"/rewire/services/web/web-1/x",
+		"/rewire/maintenance/web/a b",
+		"/rewire/expect/web/web-1",
+	} {
+		err := x.Put(key, marshal(t, inst("web", "web-1")))
+		var ie *InvalidError
+		if !errors.As(err, &ie) || ie.Key != key {
+			t.Errorf("Put(%q) error = %v, want *InvalidError for the key", key, err)
+		}
+		x.Delete(key) // must not panic or touch anything
+	}
+	s := x.Snapshot(1)
+	if len(s.ServiceNames()) != 0 || len(s.List("")) != 0 {
+		t.Errorf("invalid keys reached the snapshot: services %q, kv %q", s.ServiceNames(), s.List(""))
+	}
+}
+
+func TestSnapshotSharesUnchangedServices(t *testing.T) {
+	k := Keys{}
+	x := NewIndex(k)
+	putInstance(t, x, inst("web", "web-1"))
+	putInstance(t, x, inst("api", "api-1"))
+	put(t, x, "/rewire/config/a", "1")
+	s1 := x.Snapshot(1)
+
+	putInstance(t, x, inst("api", "api-2"))
+	s2 := x.Snapshot(2)
+	if s1.Service("web") != s2.Service("web") {
+		t.Errorf("unchanged service web: snapshots hold different *Service (%p, %p), want the same", s1.Service("web"), s2.Service("web"))
+	}
+	if s1.Service("api") == s2.Service("api") {
+		t.Errorf("changed service api: snapshots share one *Service, want a new one")
+	}
+	if got := ids(s1.Service("api").Instances); !slices.Equal(got, []string{"api-1"}) {
+		t.Errorf("old snapshot api instances = %q, want [api-1]", got)
+	}
+
+	// No change at all: everything is shared.
+	s3 := x.Snapshot(3)
+	for _, name := range []string{"web", "api"} {
+		if s2.Service(name) != s3.Service(name) {
+			t.Errorf("no change: Service(%q) not shared between snapshots", name)
+		}
+	}
+	if s3.Rev != 3 {
+		t.Errorf("Snapshot(3).Rev = %d, want 3", s3.Rev)
+	}
+
+	// A free-form key changes no service.
+	put(t, x, "/rewire/config/a", "2")
+	s4 := x.Snapshot(4)
+	for _, name := range []string{"web", "api"} {
+		if s3.Service(name) != s4.Service(name) {
+			t.Errorf("free-form change: Service(%q) not shared between snapshots", name)
+		}
+	}
+	if v, _ := s3.Get("/rewire/config/a"); v != "1" {
+		t.Errorf("old snapshot Get = %q, want %q", v, "1")
+	}
+	if v, _ := s4.Get("/rewire/config/a"); v != "2" {
+		t.Errorf("new snapshot Get = %q, want %q", v, "2")
+	}
+
+	// Maintenance of web rebuilds web only.
+	put(t, x, k.Maintenance("web", ""), `{}`)
+	s5 := x.Snapshot(5)
+	if s4.Service("web") == s5.Service("web") || s4.Service("api") != s5.Service("api") {
+		t.Errorf("maintenance of web: web shared %t, api shared %t; want false, true",
+			s4.Service("web") == s5.Service("web"), s4.Service("api") == s5.Service("api"))
+	}
+}
+
+func TestServiceRoutable(t *testing.T) {
+	k := Keys{}
+	x := NewIndex(k)
+	putInstance(t, x, inst("web", "a-passing"))
+	putInstance(t, x, inst("web", "b-warning", func(in *Instance) { in.Health.Shallow = health.Warning }))
+	putInstance(t, x, inst("web", "c-critical", func(in *Instance) { in.Health.Shallow = health.Critical }))
+	putInstance(t, x, inst("web", "d-deep-critical", func(in *Instance) { in.Health.Deep = health.Critical }))
+	putInstance(t, x, inst("web", "e-draining", func(in *Instance) { in.Draining = true }))
+	putInstance(t, x, inst("web", "f-maintenance"))
+	put(t, x, k.Maintenance("web", "f-maintenance"), `{"reason":"x"}`)
+
+	web := x.Snapshot(1).Service("web")
+	if got, want := ids(web.Routable()), []string{"a-passing", "b-warning", "d-deep-critical"}; !slices.Equal(got, want) {
+		t.Errorf("Routable() = %q, want %q", got, want)
+	}
+	if got := len(web.Instances); got != 6 {
+		t.Errorf("Instances has %d entries, want all 6", got)
+	}
+}
+
+func TestServiceTags(t *testing.T) {
+	x := NewIndex(Keys{})
+	putInstance(t, x, inst("web", "web-1", func(in *Instance) { in.Tags = []string{"v2", "canary"} }))
+	putInstance(t, x, inst("web", "web-2", func(in *Instance) { in.Tags = []string{"v2", "blue"} }))
+	putInstance(t, x, inst("web", "web-3"))
+	if got, want := x.Snapshot(1).Service("web").Tags(), []string{"blue", "canary", "v2"}; !slices.Equal(got, want) {
+		t.Errorf("Tags() = %q, want %q", got, want)
+	}
+}
