@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -228,7 +229,11 @@ func (r *Registrar) syncOnce(ctx context.Context, lease *etcd.LeaseID, alive *<-
 		r.registers.Inc()
 		r.log.Info("lease granted", "lease_id", int64(resp.ID), "ttl", r.ttl.String())
 	}
-	var errs []error
+	type op struct {
+		key string
+		val []byte // nil: delete
+	}
+	var ops []op
 	now := time.Now()
 	for key, val := range desired {
 		if bytes.Equal(written[key], val) {
@@ -246,8 +251,27 @@ func (r *Registrar) syncOnce(ctx context.Context, lease *etcd.LeaseID, alive *<-
 				continue
 			}
 		}
-		pctx, cancel := withTimeout(ctx)
-		_, err := r.cli.Put(pctx, key, string(val), etcd.WithLease(*lease))
+		ops = append(ops, op{key, val})
+	}
+	for key := range written {
+		if _, ok := desired[key]; !ok {
+			ops = append(ops, op{key: key})
+		}
+	}
+	// Batch into transactions (etcd allows 128 operations per txn by
+	// default): registering a thousand instances takes a few round trips,
+	// not a thousand.
+	for chunk := range slices.Chunk(ops, maxTxnOps) {
+		tops := make([]etcd.Op, len(chunk))
+		for i, o := range chunk {
+			if o.val == nil {
+				tops[i] = etcd.OpDelete(o.key)
+			} else {
+				tops[i] = etcd.OpPut(o.key, string(o.val), etcd.WithLease(*lease))
+			}
+		}
+		tctx, cancel := withTimeout(ctx)
+		_, err := r.cli.Txn(tctx).Then(tops...).Commit()
 		cancel()
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			// The lease expired before its keepalive channel said so.
@@ -261,33 +285,21 @@ func (r *Registrar) syncOnce(ctx context.Context, lease *etcd.LeaseID, alive *<-
 			return next, err
 		}
 		if err != nil {
-			errs = append(errs, err)
-			if ctx.Err() != nil {
-				break
+			return next, err
+		}
+		r.writes.Add(float64(len(chunk)))
+		for _, o := range chunk {
+			if o.val == nil {
+				delete(written, o.key)
+				delete(buckets, o.key)
+				r.log.Info("record deleted", "key", o.key)
+			} else {
+				written[o.key] = o.val
+				r.log.Debug("record written", "key", o.key)
 			}
-			continue
 		}
-		r.writes.Inc()
-		written[key] = val
-		r.log.Debug("record written", "key", key)
 	}
-	for key := range written {
-		if _, ok := desired[key]; ok {
-			continue
-		}
-		dctx, cancel := withTimeout(ctx)
-		_, err := r.cli.Delete(dctx, key)
-		cancel()
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		r.writes.Inc()
-		delete(written, key)
-		delete(buckets, key)
-		r.log.Info("record deleted", "key", key)
-	}
-	return next, errors.Join(errs...)
+	return next, nil
 }
 
 // rateLimit is a token bucket per record.
@@ -328,6 +340,9 @@ func drainKeepAlive(ch <-chan *etcd.LeaseKeepAliveResponse) <-chan *etcd.LeaseKe
 	}()
 	return done
 }
+
+// maxTxnOps bounds the operations of one write transaction.
+const maxTxnOps = 100
 
 // backoff is exponential with full jitter.
 type backoff struct {

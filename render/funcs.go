@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"text/template"
@@ -22,15 +23,14 @@ type ServiceInfo struct {
 // and placeholders for the registry functions, which execute replaces with
 // ones bound to a snapshot.
 func baseFuncs() template.FuncMap {
-	m := sprig.TxtFuncMap()
+	// go-sockaddr first, then sprig on top: both define join, and sprig's
+	// two-argument join is the one template authors expect.
+	m := template.FuncMap{}
 	for _, fm := range []template.FuncMap{sockaddr.SourceFuncs, sockaddr.SortFuncs, sockaddr.FilterFuncs, sockaddr.HelperFuncs} {
-		for k, v := range fm {
-			m[k] = v
-		}
+		maps.Copy(m, fm)
 	}
-	for k, v := range registryFuncs(nil, schema.Keys{}) {
-		m[k] = v
-	}
+	maps.Copy(m, sprig.TxtFuncMap())
+	maps.Copy(m, registryFuncs(nil, schema.Keys{}))
 	return m
 }
 

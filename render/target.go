@@ -102,6 +102,14 @@ func NewTarget(cfg TargetConfig, opts Options) (*Target, error) {
 	if cfg.CommandTimeout == 0 {
 		cfg.CommandTimeout = 30 * time.Second
 	}
+	// The staged file must live beside the destination for the rename to
+	// be atomic: resolve the directory now, whatever the working directory
+	// is later.
+	dest, err := filepath.Abs(cfg.Destination)
+	if err != nil {
+		return nil, &Error{Template: cfg.Name, Stage: StageParse, Err: err}
+	}
+	cfg.Destination = dest
 	text, err := os.ReadFile(cfg.Source)
 	if err != nil {
 		return nil, &Error{Template: cfg.Name, Stage: StageParse, Err: err}
@@ -245,7 +253,7 @@ func (t *Target) writeAtomic(b []byte) error {
 // stage writes b to a new file in the destination's directory, fsynced,
 // with the configured mode.
 func (t *Target) stage(b []byte) (string, error) {
-	dir, base := filepath.Split(t.cfg.Destination)
+	dir, base := filepath.Dir(t.cfg.Destination), filepath.Base(t.cfg.Destination)
 	f, err := os.CreateTemp(dir, "."+base+".rewire-*")
 	if err != nil {
 		return "", err
