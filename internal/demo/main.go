@@ -100,14 +100,20 @@ func run() error {
 		{service: "api", id: "api-1", healthy: func() bool { return true }},
 	}
 	var appsWG sync.WaitGroup
+	defer func() {
+		for _, a := range apps {
+			if a.srv != nil {
+				a.srv.Close()
+			}
+		}
+		appsWG.Wait()
+	}()
 	for _, a := range apps {
 		if err := a.start(); err != nil {
 			return err
 		}
-		defer a.srv.Close()
 		appsWG.Go(func() { a.srv.Serve(a.l) })
 	}
-	defer appsWG.Wait()
 
 	// 3. Configs.
 	lbAddr := freeAddr()
@@ -147,6 +153,16 @@ func run() error {
 	if haproxy != "" {
 		if err := procs.start(dir, "haproxy", haproxy, "-W", "-db", "-f", rendered, "-p", filepath.Join(dir, "haproxy.pid")); err != nil {
 			return err
+		}
+		listening := func() bool {
+			c, err := net.DialTimeout("tcp", lbAddr, 100*time.Millisecond)
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		}
+		if err := waitFor(ctx, 10*time.Second, listening); err != nil {
+			return fmt.Errorf("haproxy is not listening on %s (see %s/haproxy.log): %w", lbAddr, dir, err)
 		}
 	}
 

@@ -20,7 +20,7 @@ import (
 )
 
 // bins holds the binaries TestMain built.
-var bins struct{ registrar, templater string }
+var bins struct{ dir, registrar, templater, demo string }
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -34,7 +34,10 @@ func TestMain(m *testing.M) {
 	}
 	bins.registrar = filepath.Join(dir, "registrar")
 	bins.templater = filepath.Join(dir, "templater")
-	cmd := exec.Command("go", "build", "-o", dir+"/", "github.com/rewire/rewire/cmd/registrar", "github.com/rewire/rewire/cmd/templater")
+	bins.demo = filepath.Join(dir, "demo")
+	bins.dir = dir
+	cmd := exec.Command("go", "build", "-o", dir+"/", "github.com/rewire/rewire/cmd/registrar",
+		"github.com/rewire/rewire/cmd/templater", "github.com/rewire/rewire/internal/demo")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: build:", err)
