@@ -3,7 +3,7 @@ GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BINS        := ./cmd/registrar ./cmd/templater ./internal/demo
 
-.PHONY: all build demo test test-short lint bench clean
+.PHONY: all build demo test test-short lint bench bench-registrar clean
 
 all: build
 
@@ -28,8 +28,12 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-bench:
+## bench: Go benchmarks, then the registrar process measurement (results: docs/PERFORMANCE.md).
+bench: bench-registrar
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+bench-registrar: build
+	$(GO) run ./bench/registrar
 
 clean:
 	rm -rf bin demo-run

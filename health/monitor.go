@@ -69,6 +69,9 @@ type MonitorOptions struct {
 	// Jitter spreads probes: each pause is Interval ± Jitter×Interval,
 	// chosen at random. 0 means 0.1; a negative value means no jitter.
 	Jitter float64
+	// OnProbe, if set, is called after every probe with its raw (undamped)
+	// result and duration, for metrics. It must not block.
+	OnProbe func(check string, r Result, d time.Duration)
 }
 
 // Monitor runs checks on their intervals and keeps their damped states.
@@ -86,6 +89,7 @@ type Monitor struct {
 	jitter  float64
 	changed chan struct{}
 	kick    []chan struct{} // per check, 1-buffered: probe now
+	onProbe func(check string, r Result, d time.Duration)
 
 	// mu guards states.
 	mu     sync.Mutex
@@ -124,6 +128,7 @@ func NewMonitor(opts MonitorOptions) *Monitor {
 		changed: make(chan struct{}, 1),
 		states:  make([]checkState, len(opts.Checks)),
 		kick:    make([]chan struct{}, len(opts.Checks)),
+		onProbe: opts.OnProbe,
 	}
 	now := time.Now()
 	for i, c := range opts.Checks {
@@ -193,7 +198,9 @@ func (m *Monitor) pause(d time.Duration) time.Duration {
 func (m *Monitor) probe(ctx context.Context, i int) {
 	c := m.checks[i]
 	pctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	t0 := time.Now()
 	r := c.Checker.Check(pctx)
+	took := time.Since(t0)
 	timedOut := errors.Is(pctx.Err(), context.DeadlineExceeded)
 	cancel()
 	if ctx.Err() != nil {
@@ -208,6 +215,9 @@ func (m *Monitor) probe(ctx context.Context, i int) {
 		r = Result{Status: Critical, Output: CleanOutput(fmt.Sprintf("invalid status %q: %s", r.Status, r.Output))}
 	}
 	m.logger.Debug("check result", "check", c.Name, "status", r.Status, "output", r.Output)
+	if m.onProbe != nil {
+		m.onProbe(c.Name, r, took)
+	}
 	prev, cur := m.record(i, r)
 	if cur.Status != prev.Status {
 		m.logger.Info("check status changed", "check", c.Name,

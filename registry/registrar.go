@@ -46,6 +46,7 @@ type Registrar struct {
 	ttl     time.Duration
 	log     *slog.Logger
 	trigger chan struct{}
+	verify  chan struct{} // 1-buffered: check the lease now
 	limit   rateLimit
 
 	writes      prometheus.Counter
@@ -78,6 +79,7 @@ func NewRegistrar(opts RegistrarOptions) *Registrar {
 		ttl:     opts.TTL,
 		log:     logger(opts.Logger).With("component", "registry.registrar"),
 		trigger: make(chan struct{}, 1),
+		verify:  make(chan struct{}, 1),
 		limit:   rateLimit{interval: opts.WriteInterval, burst: float64(opts.WriteBurst)},
 		desired: map[string][]byte{},
 		writes: f.NewCounter(prometheus.CounterOpts{Name: "registrar_etcd_writes_total",
@@ -130,6 +132,17 @@ func (r *Registrar) Remove(service, id string) {
 	}
 }
 
+// VerifyLease asks Run to check at once that its lease still exists, for
+// a caller that saw one of its records disappear (an operator revoked the
+// lease, or it expired during a partition). Without it, a lost lease is
+// noticed at the next keepalive, up to TTL/3 later. It never blocks.
+func (r *Registrar) VerifyLease() {
+	select {
+	case r.verify <- struct{}{}:
+	default:
+	}
+}
+
 func (r *Registrar) kick() {
 	select {
 	case r.trigger <- struct{}{}:
@@ -147,7 +160,7 @@ func (r *Registrar) Run(ctx context.Context) error {
 		stopKA  context.CancelFunc = func() {}
 		written                    = map[string][]byte{}
 		buckets                    = map[string]*bucket{}
-		backoff                    = newBackoff(100*time.Millisecond, 5*time.Second)
+		backoff                    = newBackoff(100*time.Millisecond, time.Second)
 		retry   <-chan time.Time
 		due     = time.NewTimer(time.Hour)
 	)
@@ -187,6 +200,30 @@ func (r *Registrar) Run(ctx context.Context) error {
 		case <-r.trigger:
 		case <-retry:
 		case <-due.C:
+		case <-r.verify:
+			if lease == 0 {
+				continue
+			}
+			vctx, cancel := withTimeout(ctx)
+			ttl, err := r.cli.TimeToLive(vctx, lease)
+			cancel()
+			if err == nil && ttl.TTL > 0 {
+				// The lease is alive, so someone deleted records by hand:
+				// forget those, and the next sync writes them again.
+				r.forgetMissing(ctx, written)
+				continue
+			}
+			if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+				continue // etcd unreachable: keepalive will tell
+			}
+			r.leaseLost.Inc()
+			r.log.Warn("lease gone (records disappeared); registering again under a new lease", "lease_id", int64(lease))
+			stopKA()
+			for range alive {
+			}
+			lease, alive = 0, nil
+			clear(written)
+			clear(buckets)
 		case _, ok := <-alive:
 			if !ok {
 				r.leaseLost.Inc()
@@ -199,6 +236,27 @@ func (r *Registrar) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// forgetMissing drops from written every key that is no longer in etcd.
+func (r *Registrar) forgetMissing(ctx context.Context, written map[string][]byte) {
+	gctx, cancel := withTimeout(ctx)
+	resp, err := r.cli.Get(gctx, r.keys.Services(), etcd.WithPrefix(), etcd.WithKeysOnly())
+	cancel()
+	if err != nil {
+		return
+	}
+	present := make(map[string]bool, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		present[string(kv.Key)] = true
+	}
+	for key := range written {
+		if !present[key] {
+			delete(written, key)
+			r.log.Warn("record deleted by someone else; writing it again", "key", key)
+		}
+	}
+	r.kick()
 }
 
 // syncOnce grants a lease when there is none, then writes every record that

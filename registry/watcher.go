@@ -90,7 +90,7 @@ func (w *Watcher) publish(s *schema.Snapshot) {
 // backoff while etcd is unreachable; Current keeps the last good snapshot
 // meanwhile. It returns nil when ctx ends.
 func (w *Watcher) Run(ctx context.Context) error {
-	b := newBackoff(100*time.Millisecond, 5*time.Second)
+	b := newBackoff(100*time.Millisecond, time.Second)
 	for {
 		err := w.session(ctx, b)
 		if ctx.Err() != nil {

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/rewire/rewire/health"
 	"github.com/rewire/rewire/registry"
 	"github.com/rewire/rewire/registry/schema"
 	etcd "go.etcd.io/etcd/client/v3"
@@ -27,6 +29,8 @@ type Options struct {
 }
 
 type metrics struct {
+	checks        *prometheus.CounterVec
+	checkDuration *prometheus.HistogramVec
 	statusChanges *prometheus.CounterVec
 	instances     prometheus.Gauge
 	reloads       *prometheus.CounterVec
@@ -79,6 +83,10 @@ func New(cfg Config, opts Options) *Agent {
 		}),
 		watch: registry.NewWatcher(registry.WatcherOptions{Client: opts.Client, Keys: keys, Logger: log, Registerer: opts.Registerer}),
 		metrics: metrics{
+			checks: f.NewCounterVec(prometheus.CounterOpts{Name: "registrar_checks_total",
+				Help: "Health check probes run, by service and raw result."}, []string{"service", "status"}),
+			checkDuration: f.NewHistogramVec(prometheus.HistogramOpts{Name: "registrar_check_duration_seconds",
+				Help: "How long health check probes took.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9)}, []string{"service"}),
 			statusChanges: f.NewCounterVec(prometheus.CounterOpts{Name: "registrar_status_changes_total",
 				Help: "Changes of an instance's shallow or deep status."}, []string{"service"}),
 			instances: f.NewGauge(prometheus.GaugeOpts{Name: "registrar_instances",
@@ -114,6 +122,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		wg.Wait()
 	}()
 	a.apply(ctx, a.config())
+	seen := map[string]bool{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -124,8 +133,51 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-a.watch.Updates():
 			// Dependencies and maintenance may have changed.
 			a.pokeAll()
+			if snap := a.watch.Current(); snap != nil && a.lostOwnRecord(snap, seen) {
+				a.reg.VerifyLease()
+			}
 		}
 	}
+}
+
+// lostOwnRecord reports whether a record this agent published, and saw in
+// an earlier snapshot, is gone from snap: its lease was revoked or expired,
+// or someone deleted it. seen carries the state between calls.
+func (a *Agent) lostOwnRecord(snap *schema.Snapshot, seen map[string]bool) bool {
+	a.mu.Lock()
+	all := slices.Collect(maps.Values(a.instances))
+	a.mu.Unlock()
+	lost := false
+	live := map[string]bool{}
+	for _, r := range all {
+		rec, ok := r.in.snapshot()
+		if !ok || r.in.isRetired() {
+			continue
+		}
+		key := rec.Service + "/" + rec.ID
+		live[key] = true
+		if hasInstance(snap.Service(rec.Service), rec.ID) {
+			seen[key] = true
+		} else if seen[key] {
+			delete(seen, key)
+			lost = true
+			a.log.Warn("own record disappeared from the registry; checking the lease", "service", rec.Service, "instance_id", rec.ID)
+		}
+	}
+	for key := range seen {
+		if !live[key] {
+			delete(seen, key)
+		}
+	}
+	return lost
+}
+
+func hasInstance(sv *schema.Service, id string) bool {
+	if sv == nil {
+		return false
+	}
+	_, found := slices.BinarySearchFunc(sv.Instances, id, func(in schema.Instance, id string) int { return cmpString(in.ID, id) })
+	return found
 }
 
 func (a *Agent) config() Config {
@@ -172,7 +224,7 @@ func (a *Agent) apply(ctx context.Context, cfg Config) {
 		r, ok := a.instances[key]
 		switch {
 		case !ok:
-			in := newInstance(s, cfg.Node, a.log)
+			in := newInstance(s, cfg.Node, a.log, a.metrics.onProbe(s.Name))
 			ictx, cancel := context.WithCancel(ctx)
 			r = &running{in: in, cancel: cancel, done: make(chan struct{})}
 			a.instances[key] = r
@@ -180,7 +232,9 @@ func (a *Agent) apply(ctx context.Context, cfg Config) {
 				defer close(r.done)
 				in.run(ictx, a)
 			}()
-		case !reflect.DeepEqual(r.in.configSnapshot(), s):
+		case !reflect.DeepEqual(r.in.wantConfig(), s):
+			// Compared with a pending update too: against the current
+			// config alone, A→B→A in quick succession would leave B.
 			a.log.Info("instance config changed", "service", s.Name, "instance_id", s.ID)
 			r.in.update(s)
 		}
@@ -229,7 +283,9 @@ func (a *Agent) Drain(ctx context.Context) {
 	a.draining = true
 	all := slices.Collect(maps.Values(a.instances))
 	a.mu.Unlock()
-	slices.SortFunc(all, func(x, y *running) int { return int(x.in.configSnapshot().Drain - y.in.configSnapshot().Drain) })
+	slices.SortFunc(all, func(x, y *running) int {
+		return cmp.Compare(x.in.configSnapshot().Drain, y.in.configSnapshot().Drain)
+	})
 	for _, r := range all {
 		r.in.kick()
 	}
@@ -295,4 +351,12 @@ func (a *Agent) find(service, id string) []*instance {
 		}
 	}
 	return out
+}
+
+// onProbe returns the health.Monitor hook that counts probes of service.
+func (m metrics) onProbe(service string) func(string, health.Result, time.Duration) {
+	return func(_ string, r health.Result, d time.Duration) {
+		m.checks.WithLabelValues(service, string(r.Status)).Inc()
+		m.checkDuration.WithLabelValues(service).Observe(d.Seconds())
+	}
 }

@@ -61,10 +61,11 @@ func depStatus(snap *schema.Snapshot, dep string) (health.Status, string) {
 
 // instance runs one configured instance's checks and publishes its record.
 type instance struct {
-	node   string
-	log    *slog.Logger
-	poke   chan struct{} // 1-buffered: republish
-	reconf chan struct{} // 1-buffered: apply pending config
+	node    string
+	log     *slog.Logger
+	onProbe func(string, health.Result, time.Duration)
+	poke    chan struct{} // 1-buffered: republish
+	reconf  chan struct{} // 1-buffered: apply pending config
 
 	// mu guards the fields below.
 	mu           sync.Mutex
@@ -82,9 +83,9 @@ type instance struct {
 	current      schema.Instance
 }
 
-func newInstance(cfg ServiceConfig, node string, log *slog.Logger) *instance {
+func newInstance(cfg ServiceConfig, node string, log *slog.Logger, onProbe func(string, health.Result, time.Duration)) *instance {
 	in := &instance{
-		node: node, log: log.With("service", cfg.Name, "instance_id", cfg.ID),
+		node: node, log: log.With("service", cfg.Name, "instance_id", cfg.ID), onProbe: onProbe,
 		poke: make(chan struct{}, 1), reconf: make(chan struct{}, 1), cfg: cfg, depSince: map[string]time.Time{},
 		registeredAt: time.Now().UTC().Truncate(time.Second),
 	}
@@ -102,7 +103,7 @@ func (in *instance) setMonitorLocked(cfg ServiceConfig) {
 			in.ttls[c.Name] = t
 		}
 	}
-	in.mon = health.NewMonitor(health.MonitorOptions{Checks: checks, Logger: in.log})
+	in.mon = health.NewMonitor(health.MonitorOptions{Checks: checks, Logger: in.log, OnProbe: in.onProbe})
 }
 
 func (in *instance) kick() {
@@ -184,6 +185,12 @@ func (in *instance) applyPending(ctx context.Context) {
 	in.cfg = cfg
 }
 
+func (in *instance) isRetired() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.retired
+}
+
 // retire stops all further publishing: the instance is being deregistered.
 func (in *instance) retire() {
 	in.mu.Lock()
@@ -195,6 +202,9 @@ func (in *instance) retire() {
 // Registrar, which writes it only if its bytes changed.
 func (in *instance) publish(a *Agent) {
 	snap := a.watch.Current()
+	// Read the agent's state before taking in.mu: the agent takes a.mu
+	// and then in.mu (apply, find), so the reverse order would deadlock.
+	draining := a.isDraining()
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	cfg := in.cfg
@@ -231,7 +241,7 @@ func (in *instance) publish(a *Agent) {
 		}
 	}
 	rec := cfg.record(in.node, in.registeredAt, &h)
-	rec.Draining = a.isDraining()
+	rec.Draining = draining
 	if err := a.reg.Set(rec); err != nil {
 		in.log.Error("record is invalid; not registered", "err", err)
 		return
@@ -278,5 +288,16 @@ func (in *instance) snapshot() (schema.Instance, bool) {
 func (in *instance) configSnapshot() ServiceConfig {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	return in.cfg
+}
+
+// wantConfig returns the config the instance is to run: the latest update
+// it has not applied yet, or else its current config.
+func (in *instance) wantConfig() ServiceConfig {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.pending != nil {
+		return *in.pending
+	}
 	return in.cfg
 }

@@ -38,6 +38,9 @@ func Start(t testing.TB) *Etcd {
 // StartOptions is Start with options; Dir and Fast are always set.
 func StartOptions(t testing.TB, opts embedetcd.Options) *Etcd {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts etcd: skipped with -short")
+	}
 	if opts.Dir == "" {
 		opts.Dir = filepath.Join(t.TempDir(), "etcd")
 	}
@@ -114,6 +117,9 @@ func (e *Etcd) Rev(t testing.TB, cli *clientv3.Client) int64 {
 // when the CI environment variable is set.
 func StartBinary(t testing.TB) *Etcd {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts etcd: skipped with -short")
+	}
 	bin, err := exec.LookPath("etcd")
 	if err != nil {
 		missing(t, "etcd binary (apt-get install etcd-server)")
