@@ -85,7 +85,7 @@ func cmdExpect(c *cli.Context) error {
 	}
 	n, err := strconv.Atoi(c.Args().Get(1))
 	if err != nil || n < 0 {
-		return fmt.Errorf("N: %q is not a count (0 removes the expectation)", c.Args().Get(1))
+		return fmt.Errorf("count %q is not a number of instances (0 removes the expectation)", c.Args().Get(1))
 	}
 	conn, keys, err := connect(c)
 	if err != nil {
