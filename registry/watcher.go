@@ -21,31 +21,43 @@ type WatcherOptions struct {
 	Keys       schema.Keys
 	Logger     *slog.Logger          // nil: discard
 	Registerer prometheus.Registerer // nil: metrics are not registered
+	// ProgressInterval is how often the Watcher asks etcd for a progress
+	// notification while the watch is quiet, to know it is still current;
+	// a watch that answers neither events nor progress for three intervals
+	// is treated as stalled and resynced. Default 5s.
+	ProgressInterval time.Duration
 }
 
 // Watcher keeps a schema.Snapshot of the registry current. Run does the
 // work; Current and Updates may be used from any goroutine.
 type Watcher struct {
-	cli     *etcd.Client
-	keys    schema.Keys
-	log     *slog.Logger
-	updates chan struct{}
+	cli      *etcd.Client
+	keys     schema.Keys
+	log      *slog.Logger
+	updates  chan struct{}
+	progress time.Duration
 
 	resyncs  prometheus.Counter
 	invalid  prometheus.Counter
 	events   prometheus.Counter
 	revision prometheus.Gauge
 
-	// mu guards current and reported.
-	mu       sync.Mutex
-	current  *schema.Snapshot
-	reported map[string]string // key → last invalid-record error logged
+	// mu guards the fields below.
+	mu          sync.Mutex
+	current     *schema.Snapshot
+	reported    map[string]string // key → last invalid-record error logged
+	lastContact time.Time         // etcd last answered the watch (event, progress or read)
+	etcdRev     int64             // the newest store revision etcd reported
 }
 
 // NewWatcher returns a Watcher; call Run to start it.
 func NewWatcher(opts WatcherOptions) *Watcher {
 	f := promauto.With(opts.Registerer)
-	return &Watcher{
+	if opts.ProgressInterval <= 0 {
+		opts.ProgressInterval = 5 * time.Second
+	}
+	w := &Watcher{
+		progress: opts.ProgressInterval,
 		cli:      opts.Client,
 		keys:     opts.Keys,
 		log:      logger(opts.Logger).With("component", "registry.watcher"),
@@ -60,6 +72,40 @@ func NewWatcher(opts WatcherOptions) *Watcher {
 		revision: f.NewGauge(prometheus.GaugeOpts{Name: "registry_revision",
 			Help: "etcd revision of the current in-memory registry."}),
 	}
+	f.NewGaugeFunc(prometheus.GaugeOpts{Name: "registry_staleness_seconds",
+		Help: "Seconds since etcd last confirmed the in-memory registry is current (event, progress notification or read)."},
+		func() float64 { return w.Staleness().Seconds() })
+	return w
+}
+
+// Staleness is how long ago etcd last confirmed that Current is up to
+// date; it grows while etcd is unreachable. Zero before the first read.
+func (w *Watcher) Staleness() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.lastContact.IsZero() {
+		return 0
+	}
+	return time.Since(w.lastContact)
+}
+
+// Revisions returns the revision of Current and the newest store revision
+// etcd reported (they differ by changes outside the prefix, or while a
+// change is being applied).
+func (w *Watcher) Revisions() (current, etcd int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.current != nil {
+		current = w.current.Rev
+	}
+	return current, w.etcdRev
+}
+
+func (w *Watcher) contact(rev int64) {
+	w.mu.Lock()
+	w.lastContact = time.Now()
+	w.etcdRev = max(w.etcdRev, rev)
+	w.mu.Unlock()
 }
 
 // Current returns the latest snapshot, or nil before the first read.
@@ -118,24 +164,44 @@ func (w *Watcher) session(ctx context.Context, b *backoff) error {
 	wctx, cancel := context.WithCancel(etcd.WithRequireLeader(ctx))
 	defer cancel()
 	wch := w.cli.Watch(wctx, w.keys.Root(), etcd.WithPrefix(), etcd.WithRev(rev+1), etcd.WithProgressNotify())
-	for resp := range wch {
-		if err := resp.Err(); err != nil {
-			return fmt.Errorf("watch from revision %d: %w", rev+1, err)
-		}
-		if resp.IsProgressNotify() || len(resp.Events) == 0 {
+	tick := time.NewTicker(w.progress)
+	defer tick.Stop()
+	quiet := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			// Ask for a progress notification: it proves the watch is
+			// current even when nothing changes.
+			if quiet++; quiet >= 3 {
+				return fmt.Errorf("watch stalled: no event or progress notification for %s", 3*w.progress)
+			}
+			w.cli.RequestProgress(wctx)
 			continue
+		case resp, ok := <-wch:
+			if !ok {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return errors.New("watch channel closed")
+			}
+			if err := resp.Err(); err != nil {
+				return fmt.Errorf("watch from revision %d: %w", rev+1, err)
+			}
+			quiet = 0
+			w.contact(resp.Header.Revision)
+			if resp.IsProgressNotify() || len(resp.Events) == 0 {
+				continue
+			}
+			for _, ev := range resp.Events {
+				w.apply(x, ev.Kv.Key, ev.Kv.Value, ev.Type == mvccpb.DELETE)
+			}
+			w.events.Add(float64(len(resp.Events)))
+			rev = resp.Events[len(resp.Events)-1].Kv.ModRevision
+			w.publish(x.Snapshot(rev))
 		}
-		for _, ev := range resp.Events {
-			w.apply(x, ev.Kv.Key, ev.Kv.Value, ev.Type == mvccpb.DELETE)
-		}
-		w.events.Add(float64(len(resp.Events)))
-		rev = resp.Events[len(resp.Events)-1].Kv.ModRevision
-		w.publish(x.Snapshot(rev))
 	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return errors.New("watch channel closed")
 }
 
 // read loads the whole registry at one revision into a new Index.
@@ -146,6 +212,7 @@ func (w *Watcher) read(ctx context.Context) (*schema.Index, int64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("get %s: %w", w.keys.Root(), err)
 	}
+	w.contact(resp.Header.Revision)
 	x := schema.NewIndex(w.keys)
 	for _, kv := range resp.Kvs {
 		w.apply(x, kv.Key, kv.Value, false)

@@ -30,12 +30,13 @@ func baseFuncs() template.FuncMap {
 		maps.Copy(m, fm)
 	}
 	maps.Copy(m, sprig.TxtFuncMap())
-	maps.Copy(m, registryFuncs(nil, schema.Keys{}))
+	maps.Copy(m, registryFuncs(nil, schema.Keys{}, nil))
 	return m
 }
 
-// registryFuncs returns the registry functions bound to snap.
-func registryFuncs(snap *schema.Snapshot, keys schema.Keys) template.FuncMap {
+// registryFuncs returns the registry functions bound to snap, recording
+// what they read in deps (which may be nil).
+func registryFuncs(snap *schema.Snapshot, keys schema.Keys, deps *Deps) template.FuncMap {
 	abs := func(path string) (string, error) {
 		if strings.HasPrefix(path, "/") {
 			if !strings.HasPrefix(path, keys.Root()) {
@@ -51,8 +52,10 @@ func registryFuncs(snap *schema.Snapshot, keys schema.Keys) template.FuncMap {
 			return nil, err
 		}
 		p = strings.TrimSuffix(p, "/") + "/"
+		all := snap.List(p)
+		deps.prefix(p, all)
 		var out []schema.KV
-		for _, kv := range snap.List(p) {
+		for _, kv := range all {
 			rel := strings.TrimPrefix(kv.Key, p)
 			if !recursive && strings.Contains(rel, "/") {
 				continue
@@ -66,6 +69,7 @@ func registryFuncs(snap *schema.Snapshot, keys schema.Keys) template.FuncMap {
 			if len(statuses) > 1 {
 				return nil, fmt.Errorf("service %q: want at most one status filter, got %d", name, len(statuses))
 			}
+			deps.service(snap, name)
 			sv := service(snap, name)
 			if len(statuses) == 0 {
 				return sv.Routable(), nil
@@ -83,9 +87,34 @@ func registryFuncs(snap *schema.Snapshot, keys schema.Keys) template.FuncMap {
 			return out, nil
 		},
 		"instances": func(name string) []schema.Instance {
+			deps.service(snap, name)
 			return service(snap, name).Instances
 		},
+		"serviceOrAll": func(name string, threshold float64) ([]schema.Instance, error) {
+			if threshold < 0 || threshold > 1 {
+				return nil, fmt.Errorf("serviceOrAll %q: threshold %v: want a fraction between 0 and 1", name, threshold)
+			}
+			deps.service(snap, name)
+			sv := service(snap, name)
+			routable := sv.Routable()
+			if len(sv.Instances) == 0 || float64(len(routable)) >= threshold*float64(len(sv.Instances)) {
+				return routable, nil
+			}
+			// Panic mode: too few healthy instances to carry the load.
+			// Spread it over every instance not taken out by an operator.
+			if deps != nil {
+				deps.Panicked = append(deps.Panicked, name)
+			}
+			var out []schema.Instance
+			for _, in := range sv.Instances {
+				if !in.Maintenance && !in.Draining {
+					out = append(out, in)
+				}
+			}
+			return out, nil
+		},
 		"services": func() []ServiceInfo {
+			deps.all(snap)
 			var out []ServiceInfo
 			for _, n := range snap.ServiceNames() {
 				if sv := snap.Service(n); len(sv.Instances) > 0 {
@@ -100,6 +129,7 @@ func registryFuncs(snap *schema.Snapshot, keys schema.Keys) template.FuncMap {
 				return "", err
 			}
 			v, ok := snap.Get(p)
+			deps.key(p, v, ok)
 			if !ok {
 				return "", fmt.Errorf("key %s does not exist (use keyOrDefault for optional keys)", p)
 			}
@@ -110,7 +140,9 @@ func registryFuncs(snap *schema.Snapshot, keys schema.Keys) template.FuncMap {
 			if err != nil {
 				return "", err
 			}
-			if v, ok := snap.Get(p); ok {
+			v, ok := snap.Get(p)
+			deps.key(p, v, ok)
+			if ok {
 				return v, nil
 			}
 			return def, nil

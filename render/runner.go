@@ -2,7 +2,11 @@ package render
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
 
 	"github.com/rewire/rewire/registry/schema"
 )
@@ -16,53 +20,338 @@ type Source interface {
 	Updates() <-chan struct{}
 }
 
-// Runner applies every Target whenever the Source changes.
+// RunnerOptions configures NewRunner.
+type RunnerOptions struct {
+	Source  Source
+	Targets []*Target
+	// Wait is the default quiescence; a template's own Wait overrides it.
+	Wait   WaitConfig
+	Logger *slog.Logger // nil: discard
+}
+
+// Runner applies targets as the registry changes. Targets that share a
+// reload command form a group: they are applied together and reloaded
+// once per change set. Each group runs in its own goroutine, so a slow or
+// failing check or reload in one never delays another.
 type Runner struct {
-	src     Source
-	targets []*Target
-	log     *slog.Logger
+	src    Source
+	groups []*group
+	byName map[string]*group
+	log    *slog.Logger
 }
 
 // NewRunner returns a Runner; call Run to start it.
-func NewRunner(src Source, targets []*Target, logger *slog.Logger) *Runner {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+func NewRunner(opts RunnerOptions) *Runner {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	return &Runner{src: src, targets: targets, log: logger.With("component", "render.runner")}
+	r := &Runner{src: opts.Source, byName: map[string]*group{}, log: log.With("component", "render.runner")}
+	byReload := map[string]*group{}
+	for _, t := range opts.Targets {
+		key := t.cfg.Reload.String()
+		g := byReload[key]
+		if g == nil || t.cfg.Reload.IsZero() {
+			g = newGroup(nil, log)
+			r.groups = append(r.groups, g)
+			if !t.cfg.Reload.IsZero() {
+				byReload[key] = g
+			}
+		}
+		g.add(t, opts.Wait)
+		r.byName[t.Name()] = g
+	}
+	return r
 }
 
-// Run applies every target to each new snapshot until ctx ends. A failing
-// target is logged and retried on the next change; it never stops the
-// others or the Runner. Because the Source only ever holds complete
-// snapshots, an unreachable etcd leaves the files as they are.
+// Run applies every target now and then after each change, until ctx
+// ends; it returns after its goroutines exited. Because the Source only
+// ever holds complete snapshots, an unreachable etcd leaves the files as
+// they are.
 func (r *Runner) Run(ctx context.Context) error {
-	var last int64 = -1
+	var wg sync.WaitGroup
+	for _, g := range r.groups {
+		wg.Go(func() { g.run(ctx, r.src) })
+	}
+	defer wg.Wait()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-r.src.Updates():
+			for _, g := range r.groups {
+				g.kickNow()
+			}
 		}
-		snap := r.src.Current()
-		if snap == nil || snap.Rev == last {
-			continue
-		}
-		last = snap.Rev
-		r.ApplyAll(ctx, snap)
 	}
 }
 
-// ApplyAll applies every target to snap and reports whether all succeeded.
-func (r *Runner) ApplyAll(ctx context.Context, snap *schema.Snapshot) bool {
-	ok := true
-	for _, t := range r.targets {
-		if ctx.Err() != nil {
-			return false
-		}
-		if _, err := t.Apply(ctx, snap); err != nil {
-			ok = false
-			r.log.Error("template not applied; the previous file stays in place", "template", t.Name(), "rev", snap.Rev, "err", err)
-		}
+// Kick asks for the named template to be applied again soon (after its
+// source file was re-parsed). It reports whether the template exists.
+func (r *Runner) Kick(name string) bool {
+	g, ok := r.byName[name]
+	if ok {
+		g.kickNow()
 	}
 	return ok
 }
+
+// Targets returns every target, in configured order within groups.
+func (r *Runner) Targets() []*Target {
+	var out []*Target
+	for _, g := range r.groups {
+		out = append(out, g.targets...)
+	}
+	return out
+}
+
+// group is targets applied together and reloaded once.
+type group struct {
+	targets     []*Target
+	reload      Command
+	timeout     time.Duration
+	minInterval time.Duration
+	wait        WaitConfig
+	kick        chan struct{}
+	log         *slog.Logger
+
+	// lastReload is used only by the group's goroutine (or one Apply).
+	lastReload time.Time
+}
+
+func newGroup(targets []*Target, log *slog.Logger) *group {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	g := &group{kick: make(chan struct{}, 1), log: log}
+	for _, t := range targets {
+		g.add(t, WaitConfig{})
+	}
+	return g
+}
+
+func (g *group) add(t *Target, def WaitConfig) {
+	g.targets = append(g.targets, t)
+	g.reload = t.cfg.Reload
+	g.timeout = max(g.timeout, t.cfg.CommandTimeout)
+	g.minInterval = max(g.minInterval, t.cfg.ReloadMinInterval)
+	w := def
+	if t.cfg.Wait != nil {
+		w = *t.cfg.Wait
+	}
+	g.wait.Min, g.wait.Max = max(g.wait.Min, w.Min), max(g.wait.Max, w.Max)
+}
+
+func (g *group) kickNow() {
+	select {
+	case g.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run applies the group after each kick, debounced by the wait config,
+// and retries failures with backoff, until ctx ends.
+func (g *group) run(ctx context.Context, src Source) {
+	timer := time.NewTimer(0) // apply at once on start
+	defer timer.Stop()
+	var first time.Time // first kick of the current burst
+	force := true
+	retry := retryBackoff{min: time.Second, max: 30 * time.Second}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-g.kick:
+			now := time.Now()
+			if first.IsZero() {
+				first = now
+			}
+			deadline := now.Add(g.wait.Min)
+			if g.wait.Max > 0 && first.Add(g.wait.Max).Before(deadline) {
+				deadline = first.Add(g.wait.Max)
+			}
+			resetTimer(timer, time.Until(deadline))
+			continue
+		case <-timer.C:
+		}
+		first = time.Time{}
+		snap := src.Current()
+		if snap == nil {
+			continue // not read yet; the first update kicks us
+		}
+		failed := false
+		for _, res := range g.applyOnce(ctx, snap, force) {
+			failed = failed || res.err != nil
+		}
+		force = false
+		var next time.Duration
+		if failed {
+			next = retry.next()
+		} else {
+			retry.reset()
+		}
+		for _, t := range g.targets {
+			if until := t.holdUntil(); !until.IsZero() {
+				d := time.Until(until) + 10*time.Millisecond
+				if next == 0 || d < next {
+					next = d
+				}
+			}
+		}
+		if next > 0 {
+			resetTimer(timer, next)
+		}
+	}
+}
+
+func resetTimer(t *time.Timer, d time.Duration) {
+	t.Stop()
+	select {
+	case <-t.C:
+	default:
+	}
+	t.Reset(max(d, 0))
+}
+
+type result struct {
+	changed bool
+	err     error
+}
+
+// applyOnce plans every target against snap, installs the changed ones,
+// reloads once, verifies, and rolls the whole group back if the reload or
+// a verify fails. It returns one result per target.
+func (g *group) applyOnce(ctx context.Context, snap *schema.Snapshot, force bool) []result {
+	for _, t := range g.targets {
+		t.apply.Lock()
+		defer t.apply.Unlock()
+	}
+	t0 := time.Now()
+	results := make([]result, len(g.targets))
+	var done []*installed
+	var doneIdx []int
+	skipped := make([]bool, len(g.targets))
+	for i, t := range g.targets {
+		p, err := t.plan(snap, force)
+		if err == errSkipped {
+			skipped[i], err = true, nil
+		}
+		if err == nil && p != nil {
+			var in *installed
+			if in, err = t.install(ctx, p); err == nil {
+				done, doneIdx = append(done, in), append(doneIdx, i)
+				results[i].changed = true
+			}
+		}
+		if err != nil {
+			results[i].err = err
+			t.fail(err)
+			t.log.Error("template not applied; the previous file stays in place", "rev", snap.Rev, "err", err)
+		}
+	}
+	if len(done) > 0 && !g.reload.IsZero() {
+		g.pace(ctx)
+		output, err := g.reload.run(ctx, done[0].t.vars(""), g.timeout)
+		g.lastReload = time.Now()
+		if err != nil {
+			g.rollback(ctx, done, doneIdx, results, &Error{Stage: StageReload, Output: output, Err: err})
+			done = nil
+		} else {
+			for _, in := range done {
+				t := in.t
+				t.metrics.reload(t.cfg.Name, "ok")
+			}
+		}
+	}
+	for _, in := range done {
+		if in.t.cfg.Verify.IsZero() {
+			continue
+		}
+		if output, err := in.t.cfg.Verify.run(ctx, in.t.vars(""), g.timeout); err != nil {
+			g.rollback(ctx, done, doneIdx, results, &Error{Template: in.t.cfg.Name, Stage: StageVerify, Output: output, Err: err})
+			done = nil
+			break
+		}
+	}
+	for _, in := range done {
+		in.t.commit(snap, in.plan.deps, true)
+		msg := "file updated"
+		if !g.reload.IsZero() {
+			msg = "file updated and reloaded"
+		}
+		in.t.log.Info(msg, "path", in.t.cfg.Destination, "rev", snap.Rev)
+	}
+	for i, t := range g.targets {
+		if skipped[i] {
+			t.metrics.skip(t.cfg.Name, snap.Rev)
+			continue
+		}
+		t.metrics.observe(t.cfg.Name, t0, results[i].changed, snap.Rev, results[i].err)
+	}
+	return results
+}
+
+// rollback restores every file installed this round and reloads them, so
+// what runs matches the files on disk; each such target fails with cause.
+func (g *group) rollback(ctx context.Context, done []*installed, idx []int, results []result, cause *Error) {
+	var restoreErr error
+	for _, in := range done {
+		if err := in.restore(); err != nil && restoreErr == nil {
+			restoreErr = fmt.Errorf("restoring %s also failed: %v", in.t.cfg.Destination, err)
+		}
+	}
+	if !g.reload.IsZero() && restoreErr == nil {
+		if _, err := g.reload.run(ctx, done[0].t.vars(""), g.timeout); err != nil {
+			what := "file"
+			if len(done) > 1 {
+				what = "files"
+			}
+			restoreErr = fmt.Errorf("reload of the restored previous %s also failed: %v", what, err)
+		}
+	}
+	for k, in := range done {
+		e := *cause
+		e.Template = in.t.cfg.Name
+		if restoreErr != nil {
+			e.Err = fmt.Errorf("%w; %v", cause.Err, restoreErr)
+		}
+		i := idx[k]
+		results[i] = result{changed: !in.existed, err: &e}
+		in.t.fail(&e)
+		in.t.metrics.reload(in.t.cfg.Name, "restored")
+		in.t.log.Error("change rolled back; the previous file is back in place", "stage", cause.Stage, "err", &e)
+	}
+}
+
+// pace waits until the reload minimum interval has passed.
+func (g *group) pace(ctx context.Context) {
+	if g.minInterval <= 0 || g.lastReload.IsZero() {
+		return
+	}
+	wait := time.Until(g.lastReload.Add(g.minInterval))
+	if wait <= 0 {
+		return
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// retryBackoff is exponential with jitter.
+type retryBackoff struct {
+	min, max, cur time.Duration
+}
+
+func (b *retryBackoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	}
+	d := b.cur/2 + rand.N(b.cur/2+1)
+	b.cur = min(2*b.cur, b.max)
+	return d
+}
+
+func (b *retryBackoff) reset() { b.cur = 0 }

@@ -26,8 +26,36 @@ type TargetConfig struct {
 	Mode        FileMode `yaml:"mode"`
 	Check       Command  `yaml:"check"`
 	Reload      Command  `yaml:"reload"`
-	// CommandTimeout bounds check and reload; default 30s.
+	// Verify runs after the reload; if it fails, the previous file is put
+	// back and reloaded.
+	Verify Command `yaml:"verify"`
+	// CommandTimeout bounds check, reload and verify; default 30s.
 	CommandTimeout time.Duration `yaml:"command_timeout"`
+	// Wait overrides the templater's quiescence for this template.
+	Wait *WaitConfig `yaml:"wait"`
+	// ReloadMinInterval is the least time between two reloads; changes in
+	// between are applied together at the next one.
+	ReloadMinInterval time.Duration `yaml:"reload_min_interval"`
+	Guards            Guards        `yaml:"guards"`
+}
+
+// WaitConfig is quiescence: after a change, wait until no further change
+// came for Min, but never longer than Max after the first one. Zero
+// values render at once.
+type WaitConfig struct {
+	Min time.Duration `yaml:"min"`
+	Max time.Duration `yaml:"max"`
+}
+
+// Validate checks that the durations make sense together.
+func (w WaitConfig) Validate() error {
+	switch {
+	case w.Min < 0 || w.Max < 0:
+		return fmt.Errorf("wait: negative duration")
+	case w.Max != 0 && w.Max < w.Min:
+		return fmt.Errorf("wait: max %s is shorter than min %s", w.Max, w.Min)
+	}
+	return nil
 }
 
 // FileMode is a permission mode written in YAML as an octal string ("0644").
@@ -53,6 +81,7 @@ const (
 	StageWrite   Stage = "write"
 	StageCheck   Stage = "check"
 	StageReload  Stage = "reload"
+	StageVerify  Stage = "verify"
 )
 
 // Error is a failure of one template at one stage. The destination file is
@@ -81,16 +110,31 @@ type Options struct {
 	Metrics *Metrics     // nil: not recorded
 }
 
-// Target is one template and the file it renders into.
+// Target is one template and the file it renders into. It remembers what
+// its last render read (Deps) and which snapshot the file reflects, so it
+// re-renders only when something it read changed, and so its guards can
+// compare. A Runner applies it; Apply does the same for one call.
 type Target struct {
 	cfg     TargetConfig
 	keys    schema.Keys
 	log     *slog.Logger
 	metrics *Metrics
-	tmpl    *template.Template
 
-	// mu serializes Apply.
-	mu sync.Mutex
+	// apply serializes applies of this target.
+	apply sync.Mutex
+
+	// mu guards the fields below.
+	mu          sync.Mutex
+	tmpl        *template.Template
+	srcText     string // the source the template was parsed from
+	tmplChanged bool
+	parseErr    error
+	deps        *Deps            // what the file's render read
+	applied     *schema.Snapshot // the snapshot the file reflects
+	lastErr     error
+	lastChange  time.Time
+	held        *hold
+	heldSince   time.Time
 }
 
 // NewTarget reads and parses cfg.Source. A parse error names the file and
@@ -118,7 +162,7 @@ func NewTarget(cfg TargetConfig, opts Options) (*Target, error) {
 	if err != nil {
 		return nil, &Error{Template: cfg.Name, Stage: StageParse, Err: err}
 	}
-	for _, c := range []Command{cfg.Check, cfg.Reload} {
+	for _, c := range []Command{cfg.Check, cfg.Reload, cfg.Verify} {
 		if err := c.Validate(); err != nil {
 			return nil, &Error{Template: cfg.Name, Stage: StageParse, Err: err}
 		}
@@ -127,9 +171,45 @@ func NewTarget(cfg TargetConfig, opts Options) (*Target, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if err := cfg.Guards.Validate(); err != nil {
+		return nil, &Error{Template: cfg.Name, Stage: StageParse, Err: err}
+	}
 	return &Target{cfg: cfg, keys: opts.Keys, log: log.With("component", "render", "template", cfg.Name),
-		metrics: opts.Metrics, tmpl: tmpl}, nil
+		metrics: opts.Metrics, tmpl: tmpl, srcText: string(text)}, nil
 }
+
+// Reparse reads the source file again. On success the next apply renders
+// with the new template; on error the previous template stays in use and
+// the error shows in Status. It reports whether the source changed.
+func (t *Target) Reparse() (bool, error) {
+	text, err := os.ReadFile(t.cfg.Source)
+	if err == nil {
+		t.mu.Lock()
+		same := string(text) == t.srcText && t.parseErr == nil
+		t.mu.Unlock()
+		if same {
+			return false, nil
+		}
+		var tmpl *template.Template
+		if tmpl, err = Parse(filepath.Base(t.cfg.Source), string(text)); err == nil {
+			t.mu.Lock()
+			t.tmpl, t.srcText, t.tmplChanged, t.parseErr = tmpl, string(text), true, nil
+			t.mu.Unlock()
+			t.log.Info("template source reloaded", "path", t.cfg.Source)
+			return true, nil
+		}
+	}
+	e := &Error{Template: t.cfg.Name, Stage: StageParse, Err: err}
+	t.mu.Lock()
+	t.parseErr = e
+	t.mu.Unlock()
+	t.metrics.fail(t.cfg.Name, StageParse)
+	t.log.Error("template source invalid; the previous template stays in use", "path", t.cfg.Source, "err", e)
+	return true, e
+}
+
+// Source returns the template's source file.
+func (t *Target) Source() string { return t.cfg.Source }
 
 // Parse parses template text with every function of the package. name
 // appears in error messages (use the source file's name).
@@ -139,15 +219,22 @@ func Parse(name, text string) (*template.Template, error) {
 
 // Execute runs tmpl against snap in memory.
 func Execute(tmpl *template.Template, snap *schema.Snapshot, keys schema.Keys) ([]byte, error) {
+	out, _, err := executeDeps(tmpl, snap, keys)
+	return out, err
+}
+
+// executeDeps runs tmpl against snap and records what it read.
+func executeDeps(tmpl *template.Template, snap *schema.Snapshot, keys schema.Keys) ([]byte, *Deps, error) {
 	t, err := tmpl.Clone()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	deps := newDeps()
 	var b bytes.Buffer
-	if err := t.Funcs(registryFuncs(snap, keys)).Execute(&b, nil); err != nil {
-		return nil, err
+	if err := t.Funcs(registryFuncs(snap, keys, deps)).Execute(&b, nil); err != nil {
+		return nil, deps, err
 	}
-	return b.Bytes(), nil
+	return b.Bytes(), deps, nil
 }
 
 // Name returns the template's configured name.
@@ -158,83 +245,210 @@ func (t *Target) Destination() string { return t.cfg.Destination }
 
 // Render executes the template against snap without touching any file.
 func (t *Target) Render(snap *schema.Snapshot) ([]byte, error) {
-	out, err := Execute(t.tmpl, snap, t.keys)
+	out, _, err := t.render(snap)
+	return out, err
+}
+
+func (t *Target) render(snap *schema.Snapshot) ([]byte, *Deps, error) {
+	t.mu.Lock()
+	tmpl := t.tmpl
+	t.mu.Unlock()
+	out, deps, err := executeDeps(tmpl, snap, t.keys)
 	if err != nil {
-		return nil, &Error{Template: t.cfg.Name, Stage: StageExecute, Err: err}
+		return nil, deps, &Error{Template: t.cfg.Name, Stage: StageExecute, Err: err}
 	}
-	return out, nil
+	return out, deps, nil
 }
 
 // Apply renders snap and, when the bytes differ from the destination,
-// replaces it: staged file → check → fsync → rename → reload. Any failure
-// leaves the previous destination in place (after a failed reload it is
-// restored and reloaded again) and returns an *Error.
+// replaces it: staged file → check → fsync → rename → reload → verify. Any
+// failure leaves the previous destination in place (after a failed reload
+// or verify it is restored and reloaded again) and returns an *Error.
+// Guards may hold the change: then nothing is written, changed is false,
+// and the reason shows in Status.
 func (t *Target) Apply(ctx context.Context, snap *schema.Snapshot) (changed bool, err error) {
+	g := newGroup([]*Target{t}, nil)
+	res := g.applyOnce(ctx, snap, true)
+	return res[0].changed, res[0].err
+}
+
+// planned is what plan decided for one target.
+type planned struct {
+	out  []byte
+	deps *Deps
+}
+
+// plan renders snap when something the target read changed (or force),
+// and returns the bytes to install, or nil when there is nothing to do:
+// the inputs or bytes are unchanged, or a guard holds the change.
+func (t *Target) plan(snap *schema.Snapshot, force bool) (*planned, error) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	t0 := time.Now()
-	defer func() { t.metrics.observe(t.cfg.Name, t0, changed, err) }()
-	out, err := t.Render(snap)
+	clean := !force && !t.tmplChanged && t.lastErr == nil && t.held == nil && t.deps != nil && !t.deps.Changed(snap)
+	if clean {
+		t.applied = snap // nothing it reads differs: the file reflects snap too
+	}
+	t.mu.Unlock()
+	if clean {
+		return nil, errSkipped
+	}
+	out, deps, err := t.render(snap)
 	if err != nil {
-		return false, err
+		return nil, err
+	}
+	for _, name := range deps.Panicked {
+		t.metrics.guard(t.cfg.Name, GuardPanic)
+		t.log.Warn("panic threshold: too few routable instances, rendering all of them", "service", name, "rev", snap.Rev)
 	}
 	old, err := os.ReadFile(t.cfg.Destination)
-	exists := err == nil
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return false, &Error{Template: t.cfg.Name, Stage: StageWrite, Err: err}
+		return nil, &Error{Template: t.cfg.Name, Stage: StageWrite, Err: err}
 	}
-	if exists && bytes.Equal(old, out) {
-		return false, nil
+	if err == nil && bytes.Equal(old, out) {
+		t.commit(snap, deps, false)
+		return nil, nil
 	}
-	if err := t.install(ctx, out); err != nil {
-		return false, err
+	t.mu.Lock()
+	h := t.cfg.Guards.evaluate(t.applied, snap, deps, t.heldSince)
+	wasHeld := t.held
+	if h != nil {
+		if t.heldSince.IsZero() {
+			t.heldSince = time.Now()
+		}
+		t.held = h
+	} else {
+		t.held, t.heldSince = nil, time.Time{}
 	}
-	if t.cfg.Reload.IsZero() {
-		t.log.Info("file updated", "path", t.cfg.Destination, "rev", snap.Rev)
-		return true, nil
+	t.mu.Unlock()
+	if h != nil {
+		if wasHeld == nil || wasHeld.reason != h.reason {
+			t.metrics.guard(t.cfg.Name, h.guard)
+			attrs := []any{"guard", h.guard, "reason", h.reason, "rev", snap.Rev}
+			if !h.until.IsZero() {
+				attrs = append(attrs, "until", h.until.Format(time.RFC3339))
+			}
+			t.log.Error("guard holds the change; the current file stays", attrs...)
+		}
+		return nil, nil
 	}
-	output, rerr := t.cfg.Reload.run(ctx, t.vars(""), t.cfg.CommandTimeout)
-	if rerr == nil {
-		t.log.Info("file updated and reloaded", "path", t.cfg.Destination, "rev", snap.Rev)
-		return true, nil
+	if wasHeld != nil {
+		t.log.Warn("guard released; applying the held change", "guard", wasHeld.guard, "rev", snap.Rev)
 	}
-	e := &Error{Template: t.cfg.Name, Stage: StageReload, Output: output, Err: rerr}
-	if !exists {
-		return true, e
+	return &planned{out: out, deps: deps}, nil
+}
+
+// errSkipped says plan did not render: nothing the target reads changed.
+var errSkipped = errors.New("render: skipped")
+
+// TargetStatus is what a Target reports about itself.
+type TargetStatus struct {
+	Name        string    `json:"name"`
+	Source      string    `json:"source"`
+	Destination string    `json:"destination"`
+	Revision    int64     `json:"revision"`              // the etcd revision the file reflects
+	LastChange  time.Time `json:"last_change,omitzero"`  // when the file last changed
+	Services    []string  `json:"services"`              // services the last render read
+	Error       string    `json:"error,omitempty"`       // the last failure, until an apply succeeds
+	Held        string    `json:"held,omitempty"`        // why a guard keeps the current file
+	HeldUntil   time.Time `json:"held_until,omitzero"`   // when a time-bounded hold ends
+	HeldBy      string    `json:"held_by,omitempty"`     // the guard
+	ParseError  string    `json:"parse_error,omitempty"` // the source file's latest edit does not parse
+}
+
+// Status reports the target's state; safe for concurrent use.
+func (t *Target) Status() TargetStatus {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := TargetStatus{Name: t.cfg.Name, Source: t.cfg.Source, Destination: t.cfg.Destination,
+		LastChange: t.lastChange, Services: t.deps.Services()}
+	if st.Services == nil {
+		st.Services = []string{}
 	}
-	// Put the previous file back and reload it, so what runs matches the
-	// file on disk.
-	if err := t.writeAtomic(old); err != nil {
-		e.Err = fmt.Errorf("%w; restoring the previous file also failed: %v", rerr, err)
-		return true, e
+	if t.applied != nil {
+		st.Revision = t.applied.Rev
 	}
-	if _, err := t.cfg.Reload.run(ctx, t.vars(""), t.cfg.CommandTimeout); err != nil {
-		e.Err = fmt.Errorf("%w; reload of the restored previous file also failed: %v", rerr, err)
+	if t.lastErr != nil {
+		st.Error = t.lastErr.Error()
 	}
-	return false, e
+	if t.parseErr != nil {
+		st.ParseError = t.parseErr.Error()
+	}
+	if t.held != nil {
+		st.Held, st.HeldUntil, st.HeldBy = t.held.reason, t.held.until, t.held.guard
+	}
+	return st
+}
+
+// holdUntil returns when a time-bounded hold ends (zero if none).
+func (t *Target) holdUntil() time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.held == nil {
+		return time.Time{}
+	}
+	return t.held.until
+}
+
+// commit records that the destination now reflects snap.
+func (t *Target) commit(snap *schema.Snapshot, deps *Deps, changed bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.deps, t.applied, t.lastErr, t.tmplChanged = deps, snap, nil, false
+	if changed {
+		t.lastChange = time.Now()
+	}
+}
+
+// fail records a failed apply; the next apply renders again.
+func (t *Target) fail(err error) {
+	t.mu.Lock()
+	t.lastErr = err
+	t.mu.Unlock()
 }
 
 func (t *Target) vars(staged string) cmdVars {
 	return cmdVars{Staged: staged, Destination: t.cfg.Destination}
 }
 
+// installed is a destination replaced in this round, with what to put
+// back if the round fails.
+type installed struct {
+	t       *Target
+	plan    *planned
+	prev    []byte
+	existed bool
+}
+
 // install writes out to a staged file beside the destination, runs the
 // check on it, and renames it into place.
-func (t *Target) install(ctx context.Context, out []byte) error {
-	staged, err := t.stage(out)
+func (t *Target) install(ctx context.Context, p *planned) (*installed, error) {
+	prev, err := os.ReadFile(t.cfg.Destination)
+	existed := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, &Error{Template: t.cfg.Name, Stage: StageWrite, Err: err}
+	}
+	staged, err := t.stage(p.out)
 	if err != nil {
-		return &Error{Template: t.cfg.Name, Stage: StageWrite, Err: err}
+		return nil, &Error{Template: t.cfg.Name, Stage: StageWrite, Err: err}
 	}
 	defer os.Remove(staged) // no-op after a successful rename
 	if !t.cfg.Check.IsZero() {
 		if output, err := t.cfg.Check.run(ctx, t.vars(staged), t.cfg.CommandTimeout); err != nil {
-			return &Error{Template: t.cfg.Name, Stage: StageCheck, Output: output, Err: err}
+			return nil, &Error{Template: t.cfg.Name, Stage: StageCheck, Output: output, Err: err}
 		}
 	}
 	if err := rename(staged, t.cfg.Destination); err != nil {
-		return &Error{Template: t.cfg.Name, Stage: StageWrite, Err: err}
+		return nil, &Error{Template: t.cfg.Name, Stage: StageWrite, Err: err}
 	}
-	return nil
+	return &installed{t: t, plan: p, prev: prev, existed: existed}, nil
+}
+
+// restore puts the previous file back. A destination that did not exist
+// before is left in place: there is nothing to go back to.
+func (in *installed) restore() error {
+	if !in.existed {
+		return nil
+	}
+	return in.t.writeAtomic(in.prev)
 }
 
 // writeAtomic replaces the destination with b without a check.

@@ -16,6 +16,7 @@ import (
 type Config struct {
 	Etcd      registry.Config       `yaml:"etcd"`
 	Listen    string                `yaml:"listen"`
+	Wait      render.WaitConfig     `yaml:"wait"`
 	Templates []render.TargetConfig `yaml:"templates"`
 }
 
@@ -50,6 +51,9 @@ func (c *Config) Validate(doc *yamlconf.Doc) error {
 	if len(c.Templates) == 0 {
 		bad("templates", errors.New("no templates configured"))
 	}
+	if err := c.Wait.Validate(); err != nil {
+		bad("wait", err)
+	}
 	names, dests := map[string]int{}, map[string]int{}
 	for i, t := range c.Templates {
 		p := fmt.Sprintf("templates[%d]", i)
@@ -80,7 +84,18 @@ func (c *Config) Validate(doc *yamlconf.Doc) error {
 				bad(p+".destination", fmt.Errorf("directory %s does not exist", filepath.Dir(t.Destination)))
 			}
 		}
-		for field, cmd := range map[string]render.Command{"check": t.Check, "reload": t.Reload} {
+		if t.Wait != nil {
+			if err := t.Wait.Validate(); err != nil {
+				bad(p+".wait", err)
+			}
+		}
+		if err := t.Guards.Validate(); err != nil {
+			bad(p+".guards", err)
+		}
+		if t.ReloadMinInterval < 0 {
+			bad(p+".reload_min_interval", errors.New("negative"))
+		}
+		for field, cmd := range map[string]render.Command{"check": t.Check, "reload": t.Reload, "verify": t.Verify} {
 			if err := cmd.Validate(); err != nil {
 				bad(p+"."+field, err)
 			}

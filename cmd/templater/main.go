@@ -16,8 +16,11 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
+	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rewire/rewire/internal/daemon"
@@ -57,6 +60,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				Action: cmdRender,
 			},
 			{
+				Name:  "status",
+				Usage: "show what a running templater is doing: each template's revision, last change, and why it is held or failing",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "listen", EnvVars: []string{"TEMPLATER_LISTEN"}, Value: DefaultConfig.Listen, Usage: "the running templater's listen address"},
+					&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+				},
+				Action: cmdStatus,
+			},
+			{
 				Name:   "check",
 				Usage:  "validate the config file and parse every template, without connecting to etcd",
 				Flags:  []cli.Flag{configFlag},
@@ -78,6 +90,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // setup loads the config, applies the flags and parses the templates.
 // Render metrics go to promReg (nil: not registered).
 func setup(c *cli.Context, reg *registry.Config, promReg prometheus.Registerer) (Config, []*render.Target, *slog.Logger, error) {
+	return setupWith(c, reg, render.NewMetrics(promReg))
+}
+
+// setupWith is setup with metrics already registered (a config reload
+// reuses them).
+func setupWith(c *cli.Context, reg *registry.Config, metrics *render.Metrics) (Config, []*render.Target, *slog.Logger, error) {
 	level := "info"
 	if c.IsSet(daemon.FlagLogLevel) || c.Command.Name != "check" {
 		level = c.String(daemon.FlagLogLevel)
@@ -94,7 +112,7 @@ func setup(c *cli.Context, reg *registry.Config, promReg prometheus.Registerer) 
 		cfg.Etcd = daemon.ApplyEtcdFlags(c, cfg.Etcd)
 		*reg = cfg.Etcd
 	}
-	targets, err := cfg.targets(render.Options{Keys: cfg.Etcd.Keys(), Logger: log, Metrics: render.NewMetrics(promReg)})
+	targets, err := cfg.targets(render.Options{Keys: cfg.Etcd.Keys(), Logger: log, Metrics: metrics})
 	if err != nil {
 		return cfg, nil, log, cli.Exit(fmt.Sprintf("invalid template:\n%v", err), 2)
 	}
@@ -157,7 +175,8 @@ func cmdRender(c *cli.Context) error {
 func cmdRun(c *cli.Context) error {
 	var etcdCfg registry.Config
 	reg := daemon.NewRegistry()
-	cfg, targets, log, err := setup(c, &etcdCfg, reg)
+	metrics := render.NewMetrics(reg)
+	cfg, targets, log, err := setupWith(c, &etcdCfg, metrics)
 	if err != nil {
 		return err
 	}
@@ -166,6 +185,9 @@ func cmdRun(c *cli.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	conn, err := daemon.Connect(ctx, c, etcdCfg, log)
 	if err != nil {
 		return err
@@ -173,18 +195,114 @@ func cmdRun(c *cli.Context) error {
 	defer conn.Close()
 
 	w := registry.NewWatcher(registry.WatcherOptions{Client: conn.Client, Keys: etcdCfg.Keys(), Logger: log, Registerer: reg})
-	runner := render.NewRunner(w, targets, log)
-	addr, serve, err := daemon.Serve(ctx, cfg.Listen, http.NewServeMux(), reg, log)
+	var (
+		mu        sync.Mutex
+		runner    *render.Runner
+		configErr string
+	)
+	status := func() Status {
+		mu.Lock()
+		r, cerr := runner, configErr
+		mu.Unlock()
+		cur, etcdRev := w.Revisions()
+		st := Status{Etcd: strings.Join(conn.Config.Endpoints, ","), Revision: cur, EtcdRevision: etcdRev,
+			StaleSeconds: w.Staleness().Seconds(), ConfigError: cerr, GeneratedTime: time.Now()}
+		for _, t := range r.Targets() {
+			st.Templates = append(st.Templates, t.Status())
+		}
+		return st
+	}
+	mux := http.NewServeMux()
+	serveStatus(mux, status)
+	addr, serve, err := daemon.Serve(ctx, cfg.Listen, mux, reg, log)
 	if err != nil {
 		return err
 	}
 	log.Info("templater started", "etcd", conn.Config.String(), "templates", len(targets), "listen", addr.String())
+
 	var wg sync.WaitGroup
 	var httpErr error
 	wg.Go(func() { w.Run(ctx) })
-	wg.Go(func() { runner.Run(ctx) })
 	wg.Go(func() { httpErr = serve() })
-	wg.Wait()
-	log.Info("templater stopped")
-	return httpErr
+
+	// One runner at a time; a config reload replaces it.
+	start := func(cfg Config, targets []*render.Target) (stop func()) {
+		r := render.NewRunner(render.RunnerOptions{Source: w, Targets: targets, Wait: cfg.Wait, Logger: log})
+		mu.Lock()
+		runner = r
+		mu.Unlock()
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			r.Run(rctx)
+		}()
+		// Edits of a template's source are re-parsed and re-rendered; a
+		// source that does not parse leaves the previous template running.
+		sources := make([]string, len(targets))
+		for i, t := range targets {
+			sources[i] = t.Source()
+		}
+		watchDone := make(chan struct{})
+		go func() {
+			defer close(watchDone)
+			err := daemon.WatchFiles(rctx, append(sources, c.String("config")), 100*time.Millisecond, func() {
+				for _, t := range targets {
+					if changed, _ := t.Reparse(); changed {
+						r.Kick(t.Name())
+					}
+				}
+				select {
+				case hup <- syscall.SIGHUP: // the config file may have changed too
+				default:
+				}
+			})
+			if err != nil {
+				log.Warn("not watching template sources; restart or SIGHUP to pick up edits", "err", err)
+			}
+		}()
+		return func() { cancel(); <-done; <-watchDone }
+	}
+	stopRunner := start(cfg, targets)
+	loadedConfig := readFileString(c.String("config"))
+	for {
+		select {
+		case <-ctx.Done():
+			stopRunner()
+			wg.Wait()
+			log.Info("templater stopped")
+			return httpErr
+		case <-hup:
+		}
+		text := readFileString(c.String("config"))
+		if text == loadedConfig {
+			continue // a template source changed, not the config
+		}
+		next, nextTargets, _, err := setupWith(c, &etcdCfg, metrics)
+		if err != nil {
+			mu.Lock()
+			configErr = err.Error()
+			mu.Unlock()
+			log.Error("config reload rejected; the running config stays", "path", c.String("config"), "err", err)
+			continue
+		}
+		if c.IsSet("listen") {
+			next.Listen = c.String("listen")
+		}
+		if next.Listen != cfg.Listen || !reflect.DeepEqual(next.Etcd, cfg.Etcd) {
+			log.Warn("etcd and listen changes take effect only after a restart")
+		}
+		stopRunner()
+		loadedConfig, cfg = text, next
+		mu.Lock()
+		configErr = ""
+		mu.Unlock()
+		stopRunner = start(next, nextTargets)
+		log.Info("config reloaded", "path", c.String("config"), "templates", len(nextTargets))
+	}
+}
+
+func readFileString(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
 }

@@ -71,8 +71,12 @@ func TestRegistrarLifecycle(t *testing.T) {
 	p := start(t, bins.registrar, "run", "-c", cfg)
 
 	const webKey, dbKey = "/rw/services/web/web-1", "/rw/services/db/db-1"
-	waitFor(t, 10*time.Second, "web passing and db registered", func() bool {
-		return shallow(record(t, cli, webKey)) == "passing" && record(t, cli, dbKey) != nil
+	// web depends on db: its deep health settles once db's record is in
+	// the registry the registrar watches.
+	waitFor(t, 10*time.Second, "web passing (shallow and deep) and db registered", func() bool {
+		rec := record(t, cli, webKey)
+		h, _ := rec["health"].(map[string]any)
+		return shallow(rec) == "passing" && h["deep"] == "passing" && record(t, cli, dbKey) != nil
 	})
 
 	t.Run("v1 format", func(t *testing.T) {

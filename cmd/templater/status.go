@@ -1,0 +1,125 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rewire/rewire/render"
+	"github.com/urfave/cli/v2"
+)
+
+// Status is what /v1/status returns and `templater status` prints.
+type Status struct {
+	Etcd          string                `json:"etcd"`
+	Revision      int64                 `json:"revision"`      // of the in-memory registry
+	EtcdRevision  int64                 `json:"etcd_revision"` // newest etcd reported
+	StaleSeconds  float64               `json:"stale_seconds"` // since etcd last confirmed it
+	ConfigError   string                `json:"config_error,omitempty"`
+	Templates     []render.TargetStatus `json:"templates"`
+	GeneratedTime time.Time             `json:"time"`
+}
+
+// statusPage is the human view of Status.
+var statusPage = template.Must(template.New("status").Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>templater status</title>
+<meta http-equiv="refresh" content="2">
+<style>body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}
+.bad{background:#fdd}.held{background:#ffd}</style></head><body>
+<h1>templater</h1>
+<p>etcd {{.Etcd}} · registry revision {{.Revision}} (etcd at {{.EtcdRevision}}) · confirmed current {{printf "%.1f" .StaleSeconds}}s ago</p>
+{{with .ConfigError}}<p class="bad">config reload rejected, the running config stays: {{.}}</p>{{end}}
+<table><tr><th>template</th><th>destination</th><th>revision</th><th>last change</th><th>services</th><th>state</th></tr>
+{{range .Templates}}<tr class="{{if or .Error .ParseError}}bad{{else if .Held}}held{{end}}">
+<td>{{.Name}}</td><td>{{.Destination}}</td><td>{{.Revision}}</td>
+<td>{{if .LastChange.IsZero}}—{{else}}{{.LastChange.Format "2006-01-02 15:04:05"}}{{end}}</td>
+<td>{{range $i, $s := .Services}}{{if $i}}, {{end}}{{$s}}{{end}}</td>
+<td>{{if .Held}}held by {{.HeldBy}}: {{.Held}}{{if not .HeldUntil.IsZero}} (until {{.HeldUntil.Format "15:04:05"}}){{end}}<br>{{end}}
+{{with .Error}}failing: {{.}}<br>{{end}}{{with .ParseError}}source does not parse (previous template in use): {{.}}{{end}}
+{{if not (or .Held .Error .ParseError)}}ok{{end}}</td></tr>
+{{end}}</table></body></html>
+`))
+
+func serveStatus(mux *http.ServeMux, status func() Status) {
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(status())
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		statusPage.Execute(w, status())
+	})
+}
+
+// cmdStatus asks a running templater for its status.
+func cmdStatus(c *cli.Context) error {
+	addr := c.String("listen")
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get("http://" + addr + "/v1/status")
+	if err != nil {
+		return fmt.Errorf("no templater answering on %s (set --listen to its listen address): %w", addr, err)
+	}
+	defer resp.Body.Close()
+	if c.Bool("json") {
+		_, err := io.Copy(c.App.Writer, resp.Body)
+		return err
+	}
+	var st Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return fmt.Errorf("status from %s: %w", addr, err)
+	}
+	printStatus(c.App.Writer, st)
+	for _, t := range st.Templates {
+		if t.Error != "" || t.ParseError != "" {
+			return cli.Exit("", 1)
+		}
+	}
+	return nil
+}
+
+func printStatus(w io.Writer, st Status) {
+	fmt.Fprintf(w, "etcd %s: registry revision %d (etcd at %d), confirmed current %.1fs ago\n", st.Etcd, st.Revision, st.EtcdRevision, st.StaleSeconds)
+	if st.ConfigError != "" {
+		fmt.Fprintf(w, "config reload rejected (the running config stays): %s\n", st.ConfigError)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TEMPLATE\tREVISION\tLAST CHANGE\tSTATE\tDESTINATION")
+	for _, t := range st.Templates {
+		state := "ok"
+		var notes []string
+		if t.Held != "" {
+			h := "held by " + t.HeldBy + ": " + t.Held
+			if !t.HeldUntil.IsZero() {
+				h += " (until " + t.HeldUntil.Local().Format("15:04:05") + ")"
+			}
+			notes = append(notes, h)
+		}
+		if t.Error != "" {
+			notes = append(notes, "failing: "+firstLine(t.Error))
+		}
+		if t.ParseError != "" {
+			notes = append(notes, "source does not parse: "+firstLine(t.ParseError))
+		}
+		if len(notes) > 0 {
+			state = strings.Join(notes, "; ")
+		}
+		last := "-"
+		if !t.LastChange.IsZero() {
+			last = t.LastChange.Local().Format("2006-01-02 15:04:05")
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", t.Name, t.Revision, last, state, t.Destination)
+	}
+	tw.Flush()
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
