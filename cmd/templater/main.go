@@ -207,11 +207,14 @@ func cmdRun(c *cli.Context) error {
 		cur, etcdRev := w.Revisions()
 		st := Status{Etcd: strings.Join(conn.Config.Endpoints, ","), Revision: cur, EtcdRevision: etcdRev,
 			StaleSeconds: w.Staleness().Seconds(), ConfigError: cerr, GeneratedTime: time.Now()}
-		for _, t := range r.Targets() {
-			st.Templates = append(st.Templates, t.Status())
+		if r != nil {
+			for _, t := range r.Targets() {
+				st.Templates = append(st.Templates, t.Status())
+			}
 		}
 		return st
 	}
+	reg.MustRegister(newLagCollector(status))
 	mux := http.NewServeMux()
 	serveStatus(mux, status)
 	addr, serve, err := daemon.Serve(ctx, cfg.Listen, mux, reg, log)
