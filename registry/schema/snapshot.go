@@ -95,6 +95,10 @@ type Index struct {
 	maint     map[string]map[string]Maintenance
 	expect    map[string]int
 	kv        map[string]string
+	// order caches each service's instance ids, sorted, so that a change
+	// to an existing instance does not sort them again; a service's entry
+	// is dropped when an id is added or removed.
+	order map[string][]string
 
 	dirty   map[string]bool
 	kvDirty bool
@@ -109,6 +113,7 @@ func NewIndex(k Keys) *Index {
 		maint:     map[string]map[string]Maintenance{},
 		expect:    map[string]int{},
 		kv:        map[string]string{},
+		order:     map[string][]string{},
 		dirty:     map[string]bool{},
 		kvDirty:   true,
 	}
@@ -144,6 +149,9 @@ func (x *Index) Put(key string, value []byte) error {
 		if err != nil {
 			x.Delete(key)
 			return &InvalidError{key, err}
+		}
+		if _, ok := x.instances[svc][id]; !ok {
+			delete(x.order, svc)
 		}
 		setIn(x.instances, svc, id, in)
 	case KindMaintenance:
@@ -181,6 +189,7 @@ func (x *Index) Delete(key string) {
 		return
 	case KindInstance:
 		deleteIn(x.instances, svc, id)
+		delete(x.order, svc)
 	case KindMaintenance:
 		deleteIn(x.maint, svc, id)
 	case KindExpect:
@@ -236,7 +245,16 @@ func (x *Index) buildService(name string) *Service {
 	if m, ok := maint[""]; ok {
 		sv.Maintenance = &m
 	}
-	for _, id := range slices.Sorted(maps.Keys(insts)) {
+	if len(insts) == 0 {
+		return sv
+	}
+	ids, ok := x.order[name]
+	if !ok {
+		ids = slices.Sorted(maps.Keys(insts))
+		x.order[name] = ids
+	}
+	sv.Instances = make([]Instance, 0, len(ids))
+	for _, id := range ids {
 		in := insts[id]
 		_, instMaint := maint[id]
 		in.Maintenance = sv.Maintenance != nil || instMaint

@@ -1,0 +1,148 @@
+package render
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/rewire/rewire/health"
+	"github.com/rewire/rewire/registry/schema"
+)
+
+var benchKeys = schema.Keys{Prefix: "/rewire"}
+
+// benchRecord is a realistic record (one check, a tag, a meta entry), as
+// the registrar writes it.
+func benchRecord(tb testing.TB, svc, id string, i int, st health.Status) []byte {
+	tb.Helper()
+	since := time.Date(2026, 11, 21, 19, 0, 0, 0, time.UTC)
+	in := schema.Instance{
+		V: schema.Version, Service: svc, ID: id, Node: fmt.Sprintf("node%d", i%100),
+		Address: fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), Port: 8080,
+		Tags: []string{"v2"}, Meta: map[string]string{"version": "1.4.2"}, Weight: schema.DefaultWeight,
+		Health: schema.Health{Shallow: st, Since: since,
+			Checks: []schema.Check{{Name: "alive", Kind: health.Shallow, Status: st, Output: "HTTP 200", Since: since}}},
+		RegisteredAt: since.Add(-time.Hour),
+	}
+	b, err := in.Marshal()
+	if err != nil {
+		tb.Fatalf("Marshal(%+v) error = %v", in, err)
+	}
+	return b
+}
+
+// benchIndex returns an index of n passing instances spread over
+// min(n, 50) services, with its first snapshot.
+func benchIndex(tb testing.TB, n int) (*schema.Index, *schema.Snapshot) {
+	tb.Helper()
+	x := schema.NewIndex(benchKeys)
+	services := min(n, 50)
+	for i := range n {
+		svc, id := benchName(i, services)
+		if err := x.Put(benchKeys.Instance(svc, id), benchRecord(tb, svc, id, i, health.Passing)); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return x, x.Snapshot(1)
+}
+
+func benchName(i, services int) (svc, id string) {
+	return fmt.Sprintf("svc%02d", i%services), fmt.Sprintf("i%05d", i)
+}
+
+func benchTemplate(tb testing.TB) string {
+	tb.Helper()
+	text, err := os.ReadFile("../examples/haproxy/haproxy.cfg.tmpl")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(text)
+}
+
+var benchSizes = []int{10, 1000, 10000}
+
+// BenchmarkRender executes the examples/haproxy template against a
+// snapshot of n instances in memory: the render step of every change
+// (parsing is done once, at start).
+func BenchmarkRender(b *testing.B) {
+	tmpl, err := Parse("haproxy.cfg.tmpl", benchTemplate(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
+			_, snap := benchIndex(b, n)
+			out, _, err := executeDeps(tmpl, snap, benchKeys)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if got := bytes.Count(out, []byte("\n    server ")); got != n {
+				b.Fatalf("rendered %d server lines, want %d", got, n)
+			}
+			b.SetBytes(int64(len(out)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := executeDeps(tmpl, snap, benchKeys); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkDepsChanged is the check that decides whether a change needs a
+// render at all, for the examples/haproxy template (which reads every
+// service and two keys). "changed": one instance flipped health, found as
+// soon as its service is compared. "unchanged": a free-form key the
+// template does not read changed, so every dependency is compared.
+func BenchmarkDepsChanged(b *testing.B) {
+	tmpl, err := Parse("haproxy.cfg.tmpl", benchTemplate(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range benchSizes {
+		x, snap := benchIndex(b, n)
+		_, deps, err := executeDeps(tmpl, snap, benchKeys)
+		if err != nil {
+			b.Fatal(err)
+		}
+		i := n / 2
+		svc, id := benchName(i, min(n, 50))
+		if err := x.Put(benchKeys.Instance(svc, id), benchRecord(b, svc, id, i, health.Critical)); err != nil {
+			b.Fatal(err)
+		}
+		changed := x.Snapshot(2)
+		if err := x.Put(benchKeys.Root()+"unrelated/key", []byte("x")); err != nil {
+			b.Fatal(err)
+		}
+		unchanged := x.Snapshot(3)
+		_, deps2, err := executeDeps(tmpl, changed, benchKeys)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, tc := range []struct {
+			name string
+			snap *schema.Snapshot
+			want bool
+		}{
+			{"changed", changed, true},
+			{"unchanged", unchanged, false},
+		} {
+			b.Run(fmt.Sprintf("instances=%d/%s", n, tc.name), func(b *testing.B) {
+				d := deps
+				if !tc.want {
+					d = deps2 // rendered from changed; unchanged differs only in an unread key
+				}
+				if got := d.Changed(tc.snap); got != tc.want {
+					b.Fatalf("Changed() = %v, want %v", got, tc.want)
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					d.Changed(tc.snap)
+				}
+			})
+		}
+	}
+}
