@@ -1,0 +1,169 @@
+package haproxy
+
+import (
+	"encoding/csv"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Operational states (srv_op_state in `show servers state`).
+const (
+	OpStopped  = 0 // down
+	OpStarting = 1 // up, warming up (slowstart)
+	OpRunning  = 2 // up
+	OpStopping = 3 // up but soft-stopping
+)
+
+// Administrative state bits (srv_admin_state in `show servers state`),
+// from HAProxy 2.6's management manual. Measured on 2.6.12: "disabled" in
+// the config gives FMaint|CMaint (0x05); `set server ... state ready`
+// clears FMaint only, and the server then takes traffic with CMaint (0x04)
+// still set: CMaint only records where the maintenance came from.
+const (
+	AdminFMaint = 0x01 // forced into maintenance: runtime API, or "disabled" in the config
+	AdminIMaint = 0x02 // maintenance inherited from a tracked server
+	AdminCMaint = 0x04 // "disabled" in the config (stays after the server is set ready)
+	AdminFDrain = 0x08 // forced into drain
+	AdminIDrain = 0x10 // drain inherited from a tracked server
+	AdminRMaint = 0x20 // maintenance because the address did not resolve
+	AdminHMaint = 0x40 // FQDN set from the runtime API
+)
+
+// ServerState is one line of `show servers state`.
+type ServerState struct {
+	BackendID     int
+	Backend       string
+	ID            int
+	Name          string
+	Addr          string // IP address; IPv6 without brackets
+	Port          int    // 0 when the server has none
+	FQDN          string // "" when the server has none
+	OpState       int    // OpStopped...OpStopping
+	AdminState    int    // Admin* bits
+	Weight        int    // srv_uweight: current weight, as set by the config or the runtime API
+	InitialWeight int    // srv_iweight: weight from the config
+	// Fields holds every column by its header name, for the ones above
+	// and the others (srv_check_status, srv_use_ssl, ...).
+	Fields map[string]string
+}
+
+// Maint reports whether the server is in maintenance, for any reason:
+// forced, inherited from a tracked server, or failed resolution (HAProxy's
+// SRV_ADMF_MAINT mask, 0x23). It then takes no traffic.
+func (s ServerState) Maint() bool {
+	return s.AdminState&(AdminFMaint|AdminIMaint|AdminRMaint) != 0
+}
+
+// AdminMaint reports whether the server was put in maintenance on
+// purpose: "disabled" in the config, or the runtime API (set server ...
+// state maint, disable server, and new dynamic servers until enabled).
+// This is what a config's Disabled corresponds to.
+func (s ServerState) AdminMaint() bool {
+	return s.AdminState&AdminFMaint != 0
+}
+
+// Drain reports whether the server is draining (forced or inherited).
+func (s ServerState) Drain() bool {
+	return s.AdminState&(AdminFDrain|AdminIDrain) != 0
+}
+
+// parseServersState parses `show servers state` format 1: a version line,
+// a header line "# be_id be_name ...", then one server per line. Columns
+// are found by their header names.
+func parseServersState(out string) ([]ServerState, error) {
+	var header []string
+	version := ""
+	var states []ServerState
+	for line := range strings.Lines(out) {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "":
+			continue
+		case version == "":
+			version = line
+			if version != "1" {
+				return nil, fmt.Errorf("%w: show servers state: format %q, want 1", ErrProtocol, truncate(version, 40))
+			}
+			continue
+		case strings.HasPrefix(line, "#"):
+			if header == nil {
+				header = strings.Fields(strings.TrimPrefix(line, "#"))
+			}
+			continue
+		case header == nil:
+			return nil, fmt.Errorf("%w: show servers state: no header before %q", ErrProtocol, truncate(line, 80))
+		}
+		f := strings.Fields(line)
+		if len(f) != len(header) {
+			return nil, fmt.Errorf("%w: show servers state: %d fields for %d columns in %q", ErrProtocol, len(f), len(header), truncate(line, 80))
+		}
+		st := ServerState{Fields: make(map[string]string, len(header))}
+		for i, h := range header {
+			st.Fields[h] = f[i]
+		}
+		var err error
+		num := func(col string) int {
+			v, ok := st.Fields[col]
+			if !ok {
+				if err == nil {
+					err = fmt.Errorf("%w: show servers state: no column %s", ErrProtocol, col)
+				}
+				return 0
+			}
+			n, e := strconv.Atoi(v)
+			if e != nil && err == nil {
+				err = fmt.Errorf("%w: show servers state: %s = %q", ErrProtocol, col, v)
+			}
+			return n
+		}
+		text := func(col string) string {
+			v, ok := st.Fields[col]
+			if !ok && err == nil {
+				err = fmt.Errorf("%w: show servers state: no column %s", ErrProtocol, col)
+			}
+			if v == "-" {
+				return ""
+			}
+			return v
+		}
+		st.BackendID, st.Backend = num("be_id"), text("be_name")
+		st.ID, st.Name = num("srv_id"), text("srv_name")
+		st.Addr, st.Port, st.FQDN = text("srv_addr"), num("srv_port"), text("srv_fqdn")
+		st.OpState, st.AdminState = num("srv_op_state"), num("srv_admin_state")
+		st.Weight, st.InitialWeight = num("srv_uweight"), num("srv_iweight")
+		if err != nil {
+			return nil, err
+		}
+		states = append(states, st)
+	}
+	if version == "" {
+		return nil, fmt.Errorf("%w: show servers state: empty answer", ErrProtocol)
+	}
+	return states, nil
+}
+
+// parseStat parses `show stat`: a CSV whose header line starts with "# ".
+func parseStat(out string) ([]map[string]string, error) {
+	r := csv.NewReader(strings.NewReader(strings.TrimPrefix(strings.TrimSpace(out), "# ")))
+	r.FieldsPerRecord = -1
+	recs, err := r.ReadAll()
+	if err != nil {
+		return nil, fmt.Errorf("%w: show stat: %w", ErrProtocol, err)
+	}
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("%w: show stat: empty answer", ErrProtocol)
+	}
+	header := recs[0]
+	rows := make([]map[string]string, 0, len(recs)-1)
+	for _, rec := range recs[1:] {
+		row := make(map[string]string, len(header))
+		for i, h := range header {
+			if h != "" && i < len(rec) {
+				row[h] = rec[i]
+			}
+		}
+		rows = append(rows, row)
+	}
+	return rows, nil
+}

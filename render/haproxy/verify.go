@@ -1,0 +1,115 @@
+package haproxy
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// VerifyError lists how the running servers differ from a config.
+type VerifyError struct {
+	Mismatches []string // one per difference, "backend/server: ..."
+}
+
+func (e *VerifyError) Error() string {
+	return "haproxy: runtime state differs from the config: " + strings.Join(e.Mismatches, "; ")
+}
+
+// Unwrap returns ErrMismatch.
+func (e *VerifyError) Unwrap() error { return ErrMismatch }
+
+// templateNames returns the names of the servers the section's
+// `server-template PREFIX N|LOW-HIGH ...` lines create: PREFIX1..PREFIXN.
+// Verify does not check those servers, but they are not strangers.
+func templateNames(sec *Section) map[string]bool {
+	names := map[string]bool{}
+	for _, l := range sec.Lines {
+		w := splitWords(l.Text)
+		if len(w) < 3 || w[0] != "server-template" {
+			continue
+		}
+		lo, hi := 1, 0
+		if a, b, ok := strings.Cut(w[2], "-"); ok {
+			lo, _ = strconv.Atoi(a)
+			hi, _ = strconv.Atoi(b)
+		} else {
+			hi, _ = strconv.Atoi(w[2])
+		}
+		for i := lo; i <= hi && i-lo < 100000; i++ {
+			names[w[1]+strconv.Itoa(i)] = true
+		}
+	}
+	return names
+}
+
+// Verify compares what HAProxy runs (`show servers state`) with the
+// servers of cfg's backend and listen sections: every server is there and
+// no other; the address (when the config gives an IP) and the port are
+// equal; the weight is equal; the server is in maintenance on purpose
+// (ServerState.AdminMaint) exactly when the config says disabled. Drain,
+// set by hand on the runtime API, is not a mismatch, and servers made by
+// server-template lines are not checked. It returns a
+// *VerifyError (errors.Is ErrMismatch) listing every difference.
+func Verify(ctx context.Context, c *Client, cfg *Config) error {
+	states, err := c.ShowServersState(ctx, "")
+	if err != nil {
+		return err
+	}
+	running := map[string]map[string]ServerState{}
+	for _, st := range states {
+		if running[st.Backend] == nil {
+			running[st.Backend] = map[string]ServerState{}
+		}
+		running[st.Backend][st.Name] = st
+	}
+	var bad []string
+	configured := map[string]bool{}
+	for _, sec := range cfg.Sections {
+		if !hasServers(sec.Kind) {
+			continue
+		}
+		configured[sec.Name] = true
+		for _, s := range sec.Servers {
+			id := sec.Name + "/" + s.Name
+			st, ok := running[sec.Name][s.Name]
+			if !ok {
+				bad = append(bad, id+": not running")
+				continue
+			}
+			if ip, err := parseIP(s.Addr); err == nil {
+				if rip, err := parseIP(st.Addr); err != nil || rip.Unmap() != ip.Unmap() {
+					bad = append(bad, fmt.Sprintf("%s: address %s, want %s", id, st.Addr, ip))
+				}
+			}
+			if (s.IsIP() || s.Port != 0) && st.Port != s.Port {
+				bad = append(bad, fmt.Sprintf("%s: port %d, want %d", id, st.Port, s.Port))
+			}
+			if st.Weight != s.Weight {
+				bad = append(bad, fmt.Sprintf("%s: weight %d, want %d", id, st.Weight, s.Weight))
+			}
+			if st.AdminMaint() != s.Disabled {
+				bad = append(bad, fmt.Sprintf("%s: admin state %#x, want maintenance %t", id, st.AdminState, s.Disabled))
+			}
+		}
+		templated := templateNames(sec)
+		for name := range running[sec.Name] {
+			if _, ok := sec.Server(name); !ok && !templated[name] {
+				bad = append(bad, sec.Name+"/"+name+": running but not in the config")
+			}
+		}
+	}
+	for be, servers := range running {
+		if !configured[be] {
+			for name := range servers {
+				bad = append(bad, be+"/"+name+": running but its backend is not in the config")
+			}
+		}
+	}
+	if len(bad) > 0 {
+		slices.Sort(bad)
+		return &VerifyError{Mismatches: bad}
+	}
+	return nil
+}
