@@ -177,7 +177,11 @@ func (w *Watcher) session(ctx context.Context, b *backoff) error {
 			if quiet++; quiet >= 3 {
 				return fmt.Errorf("watch stalled: no event or progress notification for %s", 3*w.progress)
 			}
-			w.cli.RequestProgress(wctx)
+			// Bounded: while etcd is down the call would block until the
+			// stream reconnects, and stall detection would stall with it.
+			pctx, cancel := context.WithTimeout(wctx, w.progress)
+			w.cli.RequestProgress(pctx)
+			cancel()
 			continue
 		case resp, ok := <-wch:
 			if !ok {

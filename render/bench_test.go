@@ -74,7 +74,7 @@ func BenchmarkRender(b *testing.B) {
 	for _, n := range benchSizes {
 		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
 			_, snap := benchIndex(b, n)
-			out, _, err := executeDeps(tmpl, snap, benchKeys)
+			out, _, err := executeDeps(tmpl, snap, benchKeys, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -84,7 +84,7 @@ func BenchmarkRender(b *testing.B) {
 			b.SetBytes(int64(len(out)))
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, _, err := executeDeps(tmpl, snap, benchKeys); err != nil {
+				if _, _, err := executeDeps(tmpl, snap, benchKeys, nil); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -104,7 +104,7 @@ func BenchmarkDepsChanged(b *testing.B) {
 	}
 	for _, n := range benchSizes {
 		x, snap := benchIndex(b, n)
-		_, deps, err := executeDeps(tmpl, snap, benchKeys)
+		_, deps, err := executeDeps(tmpl, snap, benchKeys, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -118,7 +118,7 @@ func BenchmarkDepsChanged(b *testing.B) {
 			b.Fatal(err)
 		}
 		unchanged := x.Snapshot(3)
-		_, deps2, err := executeDeps(tmpl, changed, benchKeys)
+		_, deps2, err := executeDeps(tmpl, changed, benchKeys, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

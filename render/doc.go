@@ -20,10 +20,19 @@
 //	instances NAME            every registered instance, with Health, Draining and
 //	                          Maintenance, for configs that keep unhealthy servers disabled
 //	services                  every service with instances: .Name, .Tags
+//	serviceTags NAME          the sorted union of the service's instances' tags
 //	key PATH                  value of a free-form key; an error if it is missing
 //	keyOrDefault PATH DEFAULT value of a key, or DEFAULT
 //	ls PATH                   direct children of PATH/: .Key (relative), .Value
 //	tree PATH                 every key under PATH/: .Key (relative), .Value
+//	serviceOrAll NAME FRACTION routable instances, or (panic threshold) every instance
+//	                          not in maintenance or draining when fewer than FRACTION
+//	                          of them are routable
+//	cachedTemplate NAME KEY   executes the named template (define "NAME") with KEY as
+//	                          its dot, reusing its output from the previous render while
+//	                          nothing it read changed: a change to one service then
+//	                          re-renders only that service's block. Blocks must be
+//	                          deterministic (no now, rand...).
 //
 // PATH is relative to the registry prefix ("app/config" is <prefix>/app/config),
 // or absolute when it starts with "/" (it must still be under the prefix,

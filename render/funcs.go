@@ -30,13 +30,24 @@ func baseFuncs() template.FuncMap {
 		maps.Copy(m, fm)
 	}
 	maps.Copy(m, sprig.TxtFuncMap())
-	maps.Copy(m, registryFuncs(nil, schema.Keys{}, nil))
+	maps.Copy(m, registryFuncs(&execState{}))
 	return m
 }
 
-// registryFuncs returns the registry functions bound to snap, recording
-// what they read in deps (which may be nil).
-func registryFuncs(snap *schema.Snapshot, keys schema.Keys, deps *Deps) template.FuncMap {
+// execState is one execution of a template: the snapshot it reads, where
+// reads are recorded (swapped while a cached block executes), and the
+// Target's block cache.
+type execState struct {
+	snap  *schema.Snapshot
+	keys  schema.Keys
+	deps  *Deps
+	tmpl  *template.Template // the clone being executed
+	cache *blockCache        // nil: no caching
+}
+
+// registryFuncs returns the registry functions bound to st.
+func registryFuncs(st *execState) template.FuncMap {
+	snap, keys := st.snap, st.keys
 	abs := func(path string) (string, error) {
 		if strings.HasPrefix(path, "/") {
 			if !strings.HasPrefix(path, keys.Root()) {
@@ -53,7 +64,7 @@ func registryFuncs(snap *schema.Snapshot, keys schema.Keys, deps *Deps) template
 		}
 		p = strings.TrimSuffix(p, "/") + "/"
 		all := snap.List(p)
-		deps.prefix(p, all)
+		st.deps.prefix(p, all)
 		var out []schema.KV
 		for _, kv := range all {
 			rel := strings.TrimPrefix(kv.Key, p)
@@ -69,7 +80,7 @@ func registryFuncs(snap *schema.Snapshot, keys schema.Keys, deps *Deps) template
 			if len(statuses) > 1 {
 				return nil, fmt.Errorf("service %q: want at most one status filter, got %d", name, len(statuses))
 			}
-			deps.service(snap, name)
+			st.deps.service(snap, name)
 			sv := service(snap, name)
 			if len(statuses) == 0 {
 				return sv.Routable(), nil
@@ -86,15 +97,19 @@ func registryFuncs(snap *schema.Snapshot, keys schema.Keys, deps *Deps) template
 			}
 			return out, nil
 		},
+		"serviceTags": func(name string) []string {
+			st.deps.service(snap, name)
+			return service(snap, name).Tags()
+		},
 		"instances": func(name string) []schema.Instance {
-			deps.service(snap, name)
+			st.deps.service(snap, name)
 			return service(snap, name).Instances
 		},
 		"serviceOrAll": func(name string, threshold float64) ([]schema.Instance, error) {
 			if threshold < 0 || threshold > 1 {
 				return nil, fmt.Errorf("serviceOrAll %q: threshold %v: want a fraction between 0 and 1", name, threshold)
 			}
-			deps.service(snap, name)
+			st.deps.service(snap, name)
 			sv := service(snap, name)
 			routable := sv.Routable()
 			if len(sv.Instances) == 0 || float64(len(routable)) >= threshold*float64(len(sv.Instances)) {
@@ -102,8 +117,8 @@ func registryFuncs(snap *schema.Snapshot, keys schema.Keys, deps *Deps) template
 			}
 			// Panic mode: too few healthy instances to carry the load.
 			// Spread it over every instance not taken out by an operator.
-			if deps != nil {
-				deps.Panicked = append(deps.Panicked, name)
+			if st.deps != nil {
+				st.deps.Panicked = append(st.deps.Panicked, name)
 			}
 			var out []schema.Instance
 			for _, in := range sv.Instances {
@@ -114,7 +129,7 @@ func registryFuncs(snap *schema.Snapshot, keys schema.Keys, deps *Deps) template
 			return out, nil
 		},
 		"services": func() []ServiceInfo {
-			deps.all(snap)
+			st.deps.all(snap)
 			var out []ServiceInfo
 			for _, n := range snap.ServiceNames() {
 				if sv := snap.Service(n); len(sv.Instances) > 0 {
@@ -129,7 +144,7 @@ func registryFuncs(snap *schema.Snapshot, keys schema.Keys, deps *Deps) template
 				return "", err
 			}
 			v, ok := snap.Get(p)
-			deps.key(p, v, ok)
+			st.deps.key(p, v, ok)
 			if !ok {
 				return "", fmt.Errorf("key %s does not exist (use keyOrDefault for optional keys)", p)
 			}
@@ -141,11 +156,14 @@ func registryFuncs(snap *schema.Snapshot, keys schema.Keys, deps *Deps) template
 				return "", err
 			}
 			v, ok := snap.Get(p)
-			deps.key(p, v, ok)
+			st.deps.key(p, v, ok)
 			if ok {
 				return v, nil
 			}
 			return def, nil
+		},
+		"cachedTemplate": func(name, key string) (string, error) {
+			return st.cached(name, key)
 		},
 		"ls":   func(path string) ([]schema.KV, error) { return list(path, false) },
 		"tree": func(path string) ([]schema.KV, error) { return list(path, true) },

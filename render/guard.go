@@ -17,10 +17,15 @@ type Guards struct {
 	// now, is held for as long as that is so. 0: off.
 	MinServers int `yaml:"min_servers"`
 	// MaxRemovedFraction: a change that removes more than this fraction of
-	// a service's instances, or of all the instances the template reads
-	// together (a mass expiry), is held for Hold, then applied. 0: off.
+	// a service's instances at once is held for Hold, then applied. 0: off.
 	MaxRemovedFraction float64 `yaml:"max_removed_fraction"`
-	// Hold bounds how long MaxRemovedFraction holds a change; default 60s.
+	// MassExpiryFraction: when more than this fraction of every instance
+	// in the registry (all services, not only the template's) vanished
+	// since the file was written, a change that removes any of the
+	// template's instances is held for Hold: many leases lost at once is
+	// more likely a partition than a fleet death. 0: off.
+	MassExpiryFraction float64 `yaml:"mass_expiry_fraction"`
+	// Hold bounds how long the fraction guards hold a change; default 60s.
 	Hold time.Duration `yaml:"hold"`
 }
 
@@ -31,6 +36,8 @@ func (g Guards) Validate() error {
 		return fmt.Errorf("min_servers %d is negative", g.MinServers)
 	case g.MaxRemovedFraction < 0 || g.MaxRemovedFraction >= 1:
 		return fmt.Errorf("max_removed_fraction %v: want a fraction from 0 (off) up to, not including, 1", g.MaxRemovedFraction)
+	case g.MassExpiryFraction < 0 || g.MassExpiryFraction >= 1:
+		return fmt.Errorf("mass_expiry_fraction %v: want a fraction from 0 (off) up to, not including, 1", g.MassExpiryFraction)
 	case g.Hold < 0:
 		return fmt.Errorf("hold %s is negative", g.Hold)
 	}
@@ -56,10 +63,10 @@ type hold struct {
 // (applied) to snap, for the services in deps, must be held. since is
 // when the current removal was first held (zero if it was not).
 func (g Guards) evaluate(applied, snap *schema.Snapshot, deps *Deps, since time.Time) *hold {
-	if applied == nil || (g.MinServers == 0 && g.MaxRemovedFraction == 0) {
+	if applied == nil || (g.MinServers == 0 && g.MaxRemovedFraction == 0 && g.MassExpiryFraction == 0) {
 		return nil
 	}
-	var totalBefore, totalRemoved int
+	var templateRemoved int
 	var worst *hold
 	for _, name := range deps.Services() {
 		before, after := instanceIDs(applied.Service(name)), instanceIDs(snap.Service(name))
@@ -72,14 +79,16 @@ func (g Guards) evaluate(applied, snap *schema.Snapshot, deps *Deps, since time.
 				removed++
 			}
 		}
-		totalBefore += len(before)
-		totalRemoved += removed
+		templateRemoved += removed
 		if g.MaxRemovedFraction > 0 && removed > 0 && float64(removed) > g.MaxRemovedFraction*float64(len(before)) && worst == nil {
 			worst = &hold{guard: GuardRemoved, reason: fmt.Sprintf("service %s would lose %d of %d instances at once (more than %.0f%%)", name, removed, len(before), 100*g.MaxRemovedFraction)}
 		}
 	}
-	if worst == nil && g.MaxRemovedFraction > 0 && totalRemoved > 0 && float64(totalRemoved) > g.MaxRemovedFraction*float64(totalBefore) {
-		worst = &hold{guard: GuardMassExpiry, reason: fmt.Sprintf("%d of %d instances across the template's services vanished at once (more than %.0f%%): more likely a partition than a fleet death", totalRemoved, totalBefore, 100*g.MaxRemovedFraction)}
+	if worst == nil && g.MassExpiryFraction > 0 && templateRemoved > 0 {
+		lost, before := fleetRemoved(applied, snap)
+		if before > 0 && float64(lost) > g.MassExpiryFraction*float64(before) {
+			worst = &hold{guard: GuardMassExpiry, reason: fmt.Sprintf("%d of %d instances in the whole registry vanished at once (more than %.0f%%): more likely a partition than a fleet death", lost, before, 100*g.MassExpiryFraction)}
+		}
 	}
 	if worst == nil {
 		return nil
@@ -106,4 +115,24 @@ func instanceIDs(sv *schema.Service) map[string]bool {
 		}
 	}
 	return out
+}
+
+// fleetRemoved counts the instances of every service in applied that are
+// gone from snap, and all instances in applied.
+func fleetRemoved(applied, snap *schema.Snapshot) (lost, before int) {
+	for _, name := range applied.ServiceNames() {
+		old := applied.Service(name)
+		before += len(old.Instances)
+		cur := snap.Service(name)
+		if cur == old {
+			continue // shared: unchanged
+		}
+		now := instanceIDs(cur)
+		for _, in := range old.Instances {
+			if !now[in.ID] {
+				lost++
+			}
+		}
+	}
+	return lost, before
 }

@@ -154,7 +154,8 @@ func (g *group) kickNow() {
 func (g *group) run(ctx context.Context, src Source) {
 	timer := time.NewTimer(0) // apply at once on start
 	defer timer.Stop()
-	var first time.Time // first kick of the current burst
+	var first time.Time   // first kick of the current burst
+	var retryAt time.Time // a failed apply is retried then
 	force := true
 	retry := retryBackoff{min: time.Second, max: 30 * time.Second}
 	for {
@@ -163,6 +164,11 @@ func (g *group) run(ctx context.Context, src Source) {
 			return
 		case <-g.kick:
 			now := time.Now()
+			if now.Before(retryAt) && !g.inputsChanged(src.Current()) {
+				// Backing off after a failure, and nothing the group's
+				// templates read changed: keep the backoff.
+				continue
+			}
 			if first.IsZero() {
 				first = now
 			}
@@ -175,6 +181,11 @@ func (g *group) run(ctx context.Context, src Source) {
 		case <-timer.C:
 		}
 		first = time.Time{}
+		// Wait out reload pacing before taking the snapshot, so changes
+		// made meanwhile go out with this reload, not the next.
+		if !g.reload.IsZero() {
+			g.pace(ctx)
+		}
 		snap := src.Current()
 		if snap == nil {
 			continue // not read yet; the first update kicks us
@@ -185,8 +196,10 @@ func (g *group) run(ctx context.Context, src Source) {
 		}
 		force = false
 		var next time.Duration
+		retryAt = time.Time{}
 		if failed {
 			next = retry.next()
+			retryAt = time.Now().Add(next)
 		} else {
 			retry.reset()
 		}
@@ -202,6 +215,20 @@ func (g *group) run(ctx context.Context, src Source) {
 			resetTimer(timer, next)
 		}
 	}
+}
+
+// inputsChanged reports whether anything a target of the group read in its
+// last render attempt differs in snap.
+func (g *group) inputsChanged(snap *schema.Snapshot) bool {
+	if snap == nil {
+		return false
+	}
+	for _, t := range g.targets {
+		if t.inputsChanged(snap) {
+			return true
+		}
+	}
+	return false
 }
 
 func resetTimer(t *time.Timer, d time.Duration) {

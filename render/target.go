@@ -127,9 +127,11 @@ type Target struct {
 	mu          sync.Mutex
 	tmpl        *template.Template
 	srcText     string // the source the template was parsed from
+	cache       *blockCache
 	tmplChanged bool
 	parseErr    error
 	deps        *Deps            // what the file's render read
+	tried       *Deps            // what the last render attempt read
 	applied     *schema.Snapshot // the snapshot the file reflects
 	lastErr     error
 	lastChange  time.Time
@@ -175,7 +177,7 @@ func NewTarget(cfg TargetConfig, opts Options) (*Target, error) {
 		return nil, &Error{Template: cfg.Name, Stage: StageParse, Err: err}
 	}
 	return &Target{cfg: cfg, keys: opts.Keys, log: log.With("component", "render", "template", cfg.Name),
-		metrics: opts.Metrics, tmpl: tmpl, srcText: string(text)}, nil
+		metrics: opts.Metrics, tmpl: tmpl, srcText: string(text), cache: newBlockCache()}, nil
 }
 
 // Reparse reads the source file again. On success the next apply renders
@@ -195,6 +197,7 @@ func (t *Target) Reparse() (bool, error) {
 			t.mu.Lock()
 			t.tmpl, t.srcText, t.tmplChanged, t.parseErr = tmpl, string(text), true, nil
 			t.mu.Unlock()
+			t.cache.clear()
 			t.log.Info("template source reloaded", "path", t.cfg.Source)
 			return true, nil
 		}
@@ -219,22 +222,31 @@ func Parse(name, text string) (*template.Template, error) {
 
 // Execute runs tmpl against snap in memory.
 func Execute(tmpl *template.Template, snap *schema.Snapshot, keys schema.Keys) ([]byte, error) {
-	out, _, err := executeDeps(tmpl, snap, keys)
+	out, _, err := executeDeps(tmpl, snap, keys, nil)
 	return out, err
 }
 
-// executeDeps runs tmpl against snap and records what it read.
-func executeDeps(tmpl *template.Template, snap *schema.Snapshot, keys schema.Keys) ([]byte, *Deps, error) {
+// executeDeps runs tmpl against snap and records what it read. cache
+// (may be nil) keeps cachedTemplate blocks between renders.
+func executeDeps(tmpl *template.Template, snap *schema.Snapshot, keys schema.Keys, cache *blockCache) ([]byte, *Deps, error) {
 	t, err := tmpl.Clone()
 	if err != nil {
 		return nil, nil, err
 	}
-	deps := newDeps()
-	var b bytes.Buffer
-	if err := t.Funcs(registryFuncs(snap, keys, deps)).Execute(&b, nil); err != nil {
-		return nil, deps, err
+	st := &execState{snap: snap, keys: keys, deps: newDeps(), tmpl: t, cache: cache}
+	t.Funcs(registryFuncs(st))
+	if cache != nil {
+		cache.begin()
 	}
-	return b.Bytes(), deps, nil
+	var b bytes.Buffer
+	err = t.Execute(&b, nil)
+	if cache != nil {
+		cache.end(err == nil)
+	}
+	if err != nil {
+		return nil, st.deps, err
+	}
+	return b.Bytes(), st.deps, nil
 }
 
 // Name returns the template's configured name.
@@ -253,7 +265,7 @@ func (t *Target) render(snap *schema.Snapshot) ([]byte, *Deps, error) {
 	t.mu.Lock()
 	tmpl := t.tmpl
 	t.mu.Unlock()
-	out, deps, err := executeDeps(tmpl, snap, t.keys)
+	out, deps, err := executeDeps(tmpl, snap, t.keys, t.cache)
 	if err != nil {
 		return nil, deps, &Error{Template: t.cfg.Name, Stage: StageExecute, Err: err}
 	}
@@ -274,8 +286,10 @@ func (t *Target) Apply(ctx context.Context, snap *schema.Snapshot) (changed bool
 
 // planned is what plan decided for one target.
 type planned struct {
-	out  []byte
-	deps *Deps
+	out     []byte
+	deps    *Deps
+	prev    []byte // the destination's bytes when planned
+	existed bool
 }
 
 // plan renders snap when something the target read changed (or force),
@@ -292,6 +306,9 @@ func (t *Target) plan(snap *schema.Snapshot, force bool) (*planned, error) {
 		return nil, errSkipped
 	}
 	out, deps, err := t.render(snap)
+	t.mu.Lock()
+	t.tried = deps
+	t.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
@@ -299,11 +316,11 @@ func (t *Target) plan(snap *schema.Snapshot, force bool) (*planned, error) {
 		t.metrics.guard(t.cfg.Name, GuardPanic)
 		t.log.Warn("panic threshold: too few routable instances, rendering all of them", "service", name, "rev", snap.Rev)
 	}
-	old, err := os.ReadFile(t.cfg.Destination)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, &Error{Template: t.cfg.Name, Stage: StageWrite, Err: err}
+	old, readErr := os.ReadFile(t.cfg.Destination)
+	if readErr != nil && !errors.Is(readErr, fs.ErrNotExist) {
+		return nil, &Error{Template: t.cfg.Name, Stage: StageWrite, Err: readErr}
 	}
-	if err == nil && bytes.Equal(old, out) {
+	if readErr == nil && bytes.Equal(old, out) {
 		t.commit(snap, deps, false)
 		return nil, nil
 	}
@@ -333,7 +350,7 @@ func (t *Target) plan(snap *schema.Snapshot, force bool) (*planned, error) {
 	if wasHeld != nil {
 		t.log.Warn("guard released; applying the held change", "guard", wasHeld.guard, "rev", snap.Rev)
 	}
-	return &planned{out: out, deps: deps}, nil
+	return &planned{out: out, deps: deps, prev: old, existed: readErr == nil}, nil
 }
 
 // errSkipped says plan did not render: nothing the target reads changed.
@@ -378,6 +395,15 @@ func (t *Target) Status() TargetStatus {
 	return st
 }
 
+// inputsChanged reports whether anything the last render attempt read
+// differs in snap (always true before the first attempt, or after the
+// source was re-parsed).
+func (t *Target) inputsChanged(snap *schema.Snapshot) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.tmplChanged || t.tried == nil || t.tried.Changed(snap)
+}
+
 // holdUntil returns when a time-bounded hold ends (zero if none).
 func (t *Target) holdUntil() time.Time {
 	t.mu.Lock()
@@ -388,11 +414,13 @@ func (t *Target) holdUntil() time.Time {
 	return t.held.until
 }
 
-// commit records that the destination now reflects snap.
+// commit records that the destination now reflects snap. Nothing is held
+// any more: a change held earlier was undone if the bytes came out equal.
 func (t *Target) commit(snap *schema.Snapshot, deps *Deps, changed bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.deps, t.applied, t.lastErr, t.tmplChanged = deps, snap, nil, false
+	t.held, t.heldSince = nil, time.Time{}
 	if changed {
 		t.lastChange = time.Now()
 	}
@@ -421,11 +449,6 @@ type installed struct {
 // install writes out to a staged file beside the destination, runs the
 // check on it, and renames it into place.
 func (t *Target) install(ctx context.Context, p *planned) (*installed, error) {
-	prev, err := os.ReadFile(t.cfg.Destination)
-	existed := err == nil
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, &Error{Template: t.cfg.Name, Stage: StageWrite, Err: err}
-	}
 	staged, err := t.stage(p.out)
 	if err != nil {
 		return nil, &Error{Template: t.cfg.Name, Stage: StageWrite, Err: err}
@@ -439,7 +462,7 @@ func (t *Target) install(ctx context.Context, p *planned) (*installed, error) {
 	if err := rename(staged, t.cfg.Destination); err != nil {
 		return nil, &Error{Template: t.cfg.Name, Stage: StageWrite, Err: err}
 	}
-	return &installed{t: t, plan: p, prev: prev, existed: existed}, nil
+	return &installed{t: t, plan: p, prev: p.prev, existed: p.existed}, nil
 }
 
 // restore puts the previous file back. A destination that did not exist

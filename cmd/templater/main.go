@@ -279,7 +279,12 @@ func cmdRun(c *cli.Context) error {
 		}
 		text := readFileString(c.String("config"))
 		if text == loadedConfig {
-			continue // a template source changed, not the config
+			// A template source changed, not the config; or the config is
+			// back to the running one, and a rejection of an edit is moot.
+			mu.Lock()
+			configErr = ""
+			mu.Unlock()
+			continue
 		}
 		next, nextTargets, _, err := setupWith(c, &etcdCfg, metrics)
 		if err != nil {
