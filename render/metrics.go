@@ -21,6 +21,8 @@ type Metrics struct {
 	duration  *prometheus.HistogramVec
 	lastOK    *prometheus.GaugeVec
 	revision  *prometheus.GaugeVec
+	liveOps   *prometheus.CounterVec
+	liveRel   *prometheus.CounterVec
 }
 
 // NewMetrics registers the render metrics with reg (nil: unregistered).
@@ -47,6 +49,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "When the template was last applied successfully (changed or not)."}, []string{"template"}),
 		revision: f.NewGaugeVec(prometheus.GaugeOpts{Name: "templater_template_revision",
 			Help: "etcd revision the destination file reflects."}, []string{"template"}),
+		liveOps: f.NewCounterVec(prometheus.CounterOpts{Name: "templater_haproxy_live_changes_total",
+			Help: "Server changes applied through HAProxy's runtime API without a reload."}, []string{"template"}),
+		liveRel: f.NewCounterVec(prometheus.CounterOpts{Name: "templater_haproxy_reloads_total",
+			Help: "Changes to haproxy templates that needed a reload, by reason (structure, refused, verify, first_render, parse, no_socket)."},
+			[]string{"template", "reason"}),
 	}
 }
 
@@ -96,5 +103,17 @@ func (m *Metrics) guard(name, guard string) {
 func (m *Metrics) reload(name, result string) {
 	if m != nil {
 		m.reloads.WithLabelValues(name, result).Inc()
+	}
+}
+
+func (m *Metrics) live(name string, changes int) {
+	if m != nil {
+		m.liveOps.WithLabelValues(name).Add(float64(changes))
+	}
+}
+
+func (m *Metrics) liveReload(name, reason string) {
+	if m != nil {
+		m.liveRel.WithLabelValues(name, reason).Inc()
 	}
 }

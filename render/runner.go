@@ -276,7 +276,21 @@ func (g *group) applyOnce(ctx context.Context, snap *schema.Snapshot, force bool
 			t.log.Error("template not applied; the previous file stays in place", "rev", snap.Rev, "err", err)
 		}
 	}
-	if len(done) > 0 && !g.reload.IsZero() {
+	// HAProxy templates whose change touched only servers are applied live;
+	// the group reloads if any installed template still needs it.
+	needReload := false
+	for _, in := range done {
+		if in.t.cfg.HAProxy == nil {
+			needReload = true
+			continue
+		}
+		if reason, why := in.applyLive(ctx); reason != "" {
+			needReload = true
+			in.t.metrics.liveReload(in.t.cfg.Name, reason)
+			in.t.log.Info("reloading: the change cannot be applied live", "reason", reason, "detail", why)
+		}
+	}
+	if len(done) > 0 && !g.reload.IsZero() && needReload {
 		g.pace(ctx)
 		output, err := g.reload.run(ctx, done[0].t.vars(""), g.timeout)
 		g.lastReload = time.Now()
@@ -303,7 +317,7 @@ func (g *group) applyOnce(ctx context.Context, snap *schema.Snapshot, force bool
 	for _, in := range done {
 		in.t.commit(snap, in.plan.deps, true)
 		msg := "file updated"
-		if !g.reload.IsZero() {
+		if !g.reload.IsZero() && needReload {
 			msg = "file updated and reloaded"
 		}
 		in.t.log.Info(msg, "path", in.t.cfg.Destination, "rev", snap.Rev)

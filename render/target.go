@@ -37,6 +37,9 @@ type TargetConfig struct {
 	// between are applied together at the next one.
 	ReloadMinInterval time.Duration `yaml:"reload_min_interval"`
 	Guards            Guards        `yaml:"guards"`
+	// HAProxy, when set, applies changes that touch only server lines
+	// through HAProxy's runtime API, and reloads only for the rest.
+	HAProxy *HAProxyConfig `yaml:"haproxy"`
 }
 
 // WaitConfig is quiescence: after a change, wait until no further change

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/rewire/rewire/internal/embedetcd"
+	hap "github.com/rewire/rewire/render/haproxy"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -127,6 +128,13 @@ func run() error {
 	if err := put("/rewire/haproxy/bind", lbAddr); err != nil {
 		return err
 	}
+	adminSock := filepath.Join(dir, "admin.sock")
+	if haproxy != "" {
+		// An admin socket lets the templater change servers live.
+		if err := put("/rewire/haproxy/stats_socket", adminSock); err != nil {
+			return err
+		}
+	}
 	regCfg := filepath.Join(dir, "registrar.yaml")
 	if err := os.WriteFile(regCfg, []byte(registrarYAML(endpoint, apps)), 0o644); err != nil {
 		return err
@@ -205,12 +213,32 @@ Ctrl-C stops everything.
 		t0 := time.Now()
 		state := map[bool]string{true: "healthy", false: "failing"}[healthy]
 		err := waitFor(ctx, 10*time.Second, func() bool { return web2Enabled(readFile(rendered)) == healthy })
+		fileMs := time.Since(t0).Milliseconds()
+		live := ""
+		if err == nil && haproxy != "" {
+			client := hap.NewClient(adminSock)
+			inState := func() bool {
+				st, err := client.ShowServersState(ctx, "web")
+				if err != nil {
+					return false
+				}
+				for _, s := range st {
+					if s.Name == "web-2" {
+						return s.AdminMaint() != healthy
+					}
+				}
+				return false
+			}
+			if waitFor(ctx, 10*time.Second, inState) == nil {
+				live = fmt.Sprintf(", haproxy serving it in %d ms", time.Since(t0).Milliseconds())
+			}
+		}
 		switch {
 		case ctx.Err() != nil:
 		case err != nil:
 			fmt.Printf("%s  web-2 %s: NOT reflected in haproxy.cfg after 10s (see templater.log)\n", time.Now().Format("15:04:05"), state)
 		default:
-			fmt.Printf("%s  web-2 %s → haproxy.cfg updated in %d ms\n", time.Now().Format("15:04:05"), state, time.Since(t0).Milliseconds())
+			fmt.Printf("%s  web-2 %s → haproxy.cfg updated in %d ms%s\n", time.Now().Format("15:04:05"), state, fileMs, live)
 		}
 	}
 }
@@ -275,6 +303,8 @@ func templaterYAML(endpoint, example, dir, haproxy string) string {
 		fmt.Fprintf(&b, "    check: %q\n", haproxy+" -c -q -f {{ .Staged }}")
 		// Before haproxy has started there is nothing to reload.
 		fmt.Fprintf(&b, "    reload: %q\n", fmt.Sprintf("if [ -s %s ]; then kill -USR2 $(cat %s); fi", pid, pid))
+		// Server changes go through the runtime API: no reload.
+		fmt.Fprintf(&b, "    haproxy: {}\n")
 	}
 	return b.String()
 }
