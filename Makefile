@@ -3,7 +3,7 @@ GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BINS        := ./cmd/registrar ./cmd/templater ./internal/demo
 
-.PHONY: all build demo test test-short lint bench bench-registrar clean
+.PHONY: all build demo test test-short lint bench bench-registrar bench-templater clean
 
 all: build
 
@@ -29,11 +29,14 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 
 ## bench: Go benchmarks, then the registrar process measurement (results: docs/PERFORMANCE.md).
-bench: bench-registrar
+bench: bench-registrar bench-templater
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 bench-registrar: build
 	$(GO) run ./bench/registrar
+
+bench-templater: build
+	$(GO) run ./bench/templater
 
 clean:
 	rm -rf bin demo-run
