@@ -26,16 +26,20 @@ type WatcherOptions struct {
 	// a watch that answers neither events nor progress for three intervals
 	// is treated as stalled and resynced. Default 5s.
 	ProgressInterval time.Duration
+	// AfterSync, if set, is called after each full read is published (the
+	// first one and every resync), from Run's goroutine.
+	AfterSync func()
 }
 
 // Watcher keeps a schema.Snapshot of the registry current. Run does the
 // work; Current and Updates may be used from any goroutine.
 type Watcher struct {
-	cli      *etcd.Client
-	keys     schema.Keys
-	log      *slog.Logger
-	updates  chan struct{}
-	progress time.Duration
+	cli       *etcd.Client
+	keys      schema.Keys
+	log       *slog.Logger
+	updates   chan struct{}
+	progress  time.Duration
+	afterSync func()
 
 	resyncs  prometheus.Counter
 	invalid  prometheus.Counter
@@ -57,12 +61,13 @@ func NewWatcher(opts WatcherOptions) *Watcher {
 		opts.ProgressInterval = 5 * time.Second
 	}
 	w := &Watcher{
-		progress: opts.ProgressInterval,
-		cli:      opts.Client,
-		keys:     opts.Keys,
-		log:      logger(opts.Logger).With("component", "registry.watcher"),
-		updates:  make(chan struct{}, 1),
-		reported: map[string]string{},
+		progress:  opts.ProgressInterval,
+		afterSync: opts.AfterSync,
+		cli:       opts.Client,
+		keys:      opts.Keys,
+		log:       logger(opts.Logger).With("component", "registry.watcher"),
+		updates:   make(chan struct{}, 1),
+		reported:  map[string]string{},
 		resyncs: f.NewCounter(prometheus.CounterOpts{Name: "registry_watch_resyncs_total",
 			Help: "Full re-reads of the registry (start, compaction, broken watch)."}),
 		invalid: f.NewCounter(prometheus.CounterOpts{Name: "registry_invalid_records_total",
@@ -161,6 +166,9 @@ func (w *Watcher) session(ctx context.Context, b *backoff) error {
 	}
 	w.publish(x.Snapshot(rev))
 	b.reset()
+	if w.afterSync != nil {
+		w.afterSync()
+	}
 	wctx, cancel := context.WithCancel(etcd.WithRequireLeader(ctx))
 	defer cancel()
 	wch := w.cli.Watch(wctx, w.keys.Root(), etcd.WithPrefix(), etcd.WithRev(rev+1), etcd.WithProgressNotify())
@@ -208,20 +216,41 @@ func (w *Watcher) session(ctx context.Context, b *backoff) error {
 	}
 }
 
-// read loads the whole registry at one revision into a new Index.
+// readPage is how many keys one request of a full read returns: paging
+// keeps the memory peak of a large registry's first read low.
+const readPage = 1000
+
+// read loads the whole registry at one revision into a new Index. Pages
+// after the first are read at the first one's revision, so the result is
+// one consistent snapshot.
 func (w *Watcher) read(ctx context.Context) (*schema.Index, int64, error) {
-	gctx, cancel := withTimeout(ctx)
-	defer cancel()
-	resp, err := w.cli.Get(gctx, w.keys.Root(), etcd.WithPrefix())
-	if err != nil {
-		return nil, 0, fmt.Errorf("get %s: %w", w.keys.Root(), err)
-	}
-	w.contact(resp.Header.Revision)
 	x := schema.NewIndex(w.keys)
-	for _, kv := range resp.Kvs {
-		w.apply(x, kv.Key, kv.Value, false)
+	root := w.keys.Root()
+	end := etcd.GetPrefixRangeEnd(root)
+	from, rev := root, int64(0)
+	for {
+		opts := []etcd.OpOption{etcd.WithRange(end), etcd.WithLimit(readPage)}
+		if rev != 0 {
+			opts = append(opts, etcd.WithRev(rev))
+		}
+		gctx, cancel := withTimeout(ctx)
+		resp, err := w.cli.Get(gctx, from, opts...)
+		cancel()
+		if err != nil {
+			return nil, 0, fmt.Errorf("get %s: %w", root, err)
+		}
+		if rev == 0 {
+			rev = resp.Header.Revision
+			w.contact(rev)
+		}
+		for _, kv := range resp.Kvs {
+			w.apply(x, kv.Key, kv.Value, false)
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return x, rev, nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
-	return x, resp.Header.Revision, nil
 }
 
 func (w *Watcher) apply(x *schema.Index, key, value []byte, deleted bool) {

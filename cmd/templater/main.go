@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -194,7 +195,11 @@ func cmdRun(c *cli.Context) error {
 	}
 	defer conn.Close()
 
-	w := registry.NewWatcher(registry.WatcherOptions{Client: conn.Client, Keys: etcdCfg.Keys(), Logger: log, Registerer: reg})
+	w := registry.NewWatcher(registry.WatcherOptions{Client: conn.Client, Keys: etcdCfg.Keys(), Logger: log, Registerer: reg,
+		// A full read of a large registry briefly needs several times the
+		// memory the index keeps: hand it back to the OS at once rather than
+		// over minutes, so RSS reflects the steady state.
+		AfterSync: debug.FreeOSMemory})
 	var (
 		mu        sync.Mutex
 		runner    *render.Runner

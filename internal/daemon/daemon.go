@@ -25,7 +25,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/rewire/rewire/internal/embedetcd"
 	"github.com/rewire/rewire/registry"
 	"github.com/urfave/cli/v2"
 	etcd "go.etcd.io/etcd/client/v3"
@@ -123,7 +122,7 @@ func isTerminal(f *os.File) bool {
 type Conn struct {
 	Client   *etcd.Client
 	Config   registry.Config // with the embedded server's real endpoint
-	embedded *embedetcd.Server
+	embedded interface{ Close() }
 }
 
 // Close closes the client, then stops the embedded server if there is one.
@@ -143,13 +142,13 @@ func Connect(ctx context.Context, c *cli.Context, cfg registry.Config, log *slog
 		if err != nil {
 			return nil, err
 		}
-		srv, err := embedetcd.Start(ctx, embedetcd.Options{Dir: dir, ClientAddr: c.String(FlagEmbeddedListen)})
+		srv, endpoints, err := startEmbedded(ctx, dir, c.String(FlagEmbeddedListen))
 		if err != nil {
 			return nil, err
 		}
 		conn.embedded = srv
-		conn.Config.Endpoints = srv.Endpoints()
-		log.Info("embedded etcd started", "endpoints", strings.Join(srv.Endpoints(), ","), "path", dir)
+		conn.Config.Endpoints = endpoints
+		log.Info("embedded etcd started", "endpoints", strings.Join(endpoints, ","), "path", dir)
 	}
 	cli, err := conn.Config.Client()
 	if err != nil {
