@@ -16,6 +16,11 @@ type HAProxyConfig struct {
 	Socket string `yaml:"socket"`
 	// Timeout bounds the runtime API commands of one change; default 10s.
 	Timeout time.Duration `yaml:"timeout"`
+	// Master is the master CLI socket of a master-worker haproxy (-W -S).
+	// When the template has no reload command, the templater reloads
+	// through it and checks `show proc`: a rejected reload is a failure
+	// (the previous file is put back), not a silent no-op.
+	Master string `yaml:"master"`
 }
 
 // Reasons a change to a haproxy template was reloaded instead of applied

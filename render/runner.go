@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rewire/rewire/registry/schema"
+	"github.com/rewire/rewire/render/haproxy"
 )
 
 // Source is where the Runner reads the registry: registry.Watcher
@@ -109,6 +110,7 @@ func (r *Runner) Targets() []*Target {
 type group struct {
 	targets     []*Target
 	reload      Command
+	master      string // haproxy master CLI socket, used when reload is zero
 	timeout     time.Duration
 	minInterval time.Duration
 	wait        WaitConfig
@@ -133,6 +135,9 @@ func newGroup(targets []*Target, log *slog.Logger) *group {
 func (g *group) add(t *Target, def WaitConfig) {
 	g.targets = append(g.targets, t)
 	g.reload = t.cfg.Reload
+	if t.cfg.HAProxy != nil && t.cfg.HAProxy.Master != "" {
+		g.master = t.cfg.HAProxy.Master
+	}
 	g.timeout = max(g.timeout, t.cfg.CommandTimeout)
 	g.minInterval = max(g.minInterval, t.cfg.ReloadMinInterval)
 	w := def
@@ -183,7 +188,7 @@ func (g *group) run(ctx context.Context, src Source) {
 		first = time.Time{}
 		// Wait out reload pacing before taking the snapshot, so changes
 		// made meanwhile go out with this reload, not the next.
-		if !g.reload.IsZero() {
+		if g.canReload() {
 			g.pace(ctx)
 		}
 		snap := src.Current()
@@ -215,6 +220,26 @@ func (g *group) run(ctx context.Context, src Source) {
 			resetTimer(timer, next)
 		}
 	}
+}
+
+// canReload reports whether the group has a way to reload.
+func (g *group) canReload() bool { return !g.reload.IsZero() || g.master != "" }
+
+// reloadNow runs the reload command, or reloads haproxy through its master
+// CLI and waits for the new worker.
+func (g *group) reloadNow(ctx context.Context, v cmdVars) (string, error) {
+	if !g.reload.IsZero() {
+		return g.reload.run(ctx, v, g.timeout)
+	}
+	if g.master == "" {
+		return "", nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	if err := haproxy.NewMaster(g.master).Reload(rctx); err != nil {
+		return "", fmt.Errorf("%w: master CLI reload: %v", ErrCommand, err)
+	}
+	return "", nil
 }
 
 // inputsChanged reports whether anything a target of the group read in its
@@ -290,9 +315,9 @@ func (g *group) applyOnce(ctx context.Context, snap *schema.Snapshot, force bool
 			in.t.log.Info("reloading: the change cannot be applied live", "reason", reason, "detail", why)
 		}
 	}
-	if len(done) > 0 && !g.reload.IsZero() && needReload {
+	if len(done) > 0 && g.canReload() && needReload {
 		g.pace(ctx)
-		output, err := g.reload.run(ctx, done[0].t.vars(""), g.timeout)
+		output, err := g.reloadNow(ctx, done[0].t.vars(""))
 		g.lastReload = time.Now()
 		if err != nil {
 			g.rollback(ctx, done, doneIdx, results, &Error{Stage: StageReload, Output: output, Err: err})
@@ -317,7 +342,7 @@ func (g *group) applyOnce(ctx context.Context, snap *schema.Snapshot, force bool
 	for _, in := range done {
 		in.t.commit(snap, in.plan.deps, true)
 		msg := "file updated"
-		if !g.reload.IsZero() && needReload {
+		if g.canReload() && needReload {
 			msg = "file updated and reloaded"
 		}
 		in.t.log.Info(msg, "path", in.t.cfg.Destination, "rev", snap.Rev)
@@ -341,8 +366,8 @@ func (g *group) rollback(ctx context.Context, done []*installed, idx []int, resu
 			restoreErr = fmt.Errorf("restoring %s also failed: %v", in.t.cfg.Destination, err)
 		}
 	}
-	if !g.reload.IsZero() && restoreErr == nil {
-		if _, err := g.reload.run(ctx, done[0].t.vars(""), g.timeout); err != nil {
+	if g.canReload() && restoreErr == nil {
+		if _, err := g.reloadNow(ctx, done[0].t.vars("")); err != nil {
 			what := "file"
 			if len(done) > 1 {
 				what = "files"

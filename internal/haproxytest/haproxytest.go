@@ -163,6 +163,9 @@ func (p *Proc) MasterCLI(cmd string) (string, error) {
 	return string(out), nil
 }
 
+// MasterSocket returns the path of the master CLI socket.
+func (p *Proc) MasterSocket() string { return p.sock }
+
 // Reload sends `reload` on the master CLI and waits until `show proc`
 // lists a worker that was not running before. When haproxy rejects the
 // new configuration (the previous workers keep serving), Reload returns
