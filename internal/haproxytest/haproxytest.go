@@ -3,18 +3,15 @@ package haproxytest
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rewire/rewire/render/haproxy"
 )
 
 // Bounds on how long haproxy may take; every wait polls against one of
@@ -119,7 +116,7 @@ func Start(t testing.TB, cfgPath string) *Proc {
 		close(p.done)
 	}()
 	t.Cleanup(p.stop)
-	if err := p.waitFor(startTimeout, func(st procStatus) (bool, error) { return len(st.workers) > 0, nil }); err != nil {
+	if err := p.waitFor(startTimeout, func(st haproxy.ProcStatus) (bool, error) { return len(st.Workers) > 0, nil }); err != nil {
 		t.Fatalf("haproxytest: haproxy did not start: %v\n%s", err, p.Output())
 	}
 	return p
@@ -141,26 +138,13 @@ func (p *Proc) Output() string {
 // The master answers once the client has finished writing, and then
 // closes the connection.
 func (p *Proc) MasterCLI(cmd string) (string, error) {
-	d := net.Dialer{Timeout: cliTimeout}
-	c, err := d.Dial("unix", p.sock)
+	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
+	defer cancel()
+	out, err := haproxy.NewMaster(p.sock).Command(ctx, cmd)
 	if err != nil {
-		return "", fmt.Errorf("haproxytest: master CLI %q: %w", cmd, err)
+		return out, fmt.Errorf("haproxytest: %w", err)
 	}
-	defer c.Close()
-	if err := c.SetDeadline(time.Now().Add(cliTimeout)); err != nil {
-		return "", fmt.Errorf("haproxytest: master CLI %q: %w", cmd, err)
-	}
-	if _, err := io.WriteString(c, cmd+"\n"); err != nil {
-		return "", fmt.Errorf("haproxytest: master CLI %q: %w", cmd, err)
-	}
-	if err := c.(*net.UnixConn).CloseWrite(); err != nil {
-		return "", fmt.Errorf("haproxytest: master CLI %q: %w", cmd, err)
-	}
-	out, err := io.ReadAll(c)
-	if err != nil {
-		return string(out), fmt.Errorf("haproxytest: master CLI %q: %w", cmd, err)
-	}
-	return string(out), nil
+	return out, nil
 }
 
 // MasterSocket returns the path of the master CLI socket.
@@ -171,28 +155,9 @@ func (p *Proc) MasterSocket() string { return p.sock }
 // new configuration (the previous workers keep serving), Reload returns
 // an error with haproxy's output.
 func (p *Proc) Reload() error {
-	before, err := p.showProc()
-	if err != nil {
-		return err
-	}
-	// The master re-executes itself while answering, so the answer is
-	// empty and the connection may be cut: only the outcome below counts.
-	_, _ = p.MasterCLI("reload")
-	err = p.waitFor(reloadTimeout, func(st procStatus) (bool, error) {
-		if st.master.reloads <= before.master.reloads {
-			return false, nil // the master has not re-executed yet
-		}
-		for _, w := range st.workers {
-			if w.reloads == 0 && !before.hasWorker(w.pid) {
-				return true, nil
-			}
-		}
-		if st.master.failed > 0 {
-			return false, errors.New("haproxy rejected the new configuration; the previous workers keep serving")
-		}
-		return false, nil
-	})
-	if err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), reloadTimeout)
+	defer cancel()
+	if err := haproxy.NewMaster(p.sock).Reload(ctx); err != nil {
 		return fmt.Errorf("haproxytest: reload: %w\n%s", err, p.Output())
 	}
 	return nil
@@ -200,7 +165,7 @@ func (p *Proc) Reload() error {
 
 // waitFor polls `show proc` until cond is true or fails, haproxy exits, or
 // timeout passes.
-func (p *Proc) waitFor(timeout time.Duration, cond func(procStatus) (bool, error)) error {
+func (p *Proc) waitFor(timeout time.Duration, cond func(haproxy.ProcStatus) (bool, error)) error {
 	deadline := time.Now().Add(timeout)
 	var last error
 	for {
@@ -209,13 +174,15 @@ func (p *Proc) waitFor(timeout time.Duration, cond func(procStatus) (bool, error
 			return fmt.Errorf("haproxy exited: %v", p.waitErr)
 		default:
 		}
-		st, err := p.showProc()
+		ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
+		st, err := haproxy.NewMaster(p.sock).ShowProc(ctx)
+		cancel()
 		if err == nil {
 			ok, cerr := cond(st)
 			if ok || cerr != nil {
 				return cerr
 			}
-			last = fmt.Errorf("show proc:\n%s", st.raw)
+			last = fmt.Errorf("show proc: %+v", st)
 		} else {
 			last = err
 		}
@@ -244,71 +211,4 @@ func (p *Proc) stop() {
 		_ = p.cmd.Process.Kill() // workers exit when their master dies
 		<-p.done
 	}
-}
-
-// procEntry is one line of `show proc`.
-type procEntry struct {
-	pid     int
-	reloads int
-	failed  int // master only: failed reloads since the last successful one
-}
-
-type procStatus struct {
-	master  procEntry
-	workers []procEntry // current and old workers
-	raw     string
-}
-
-func (s procStatus) hasWorker(pid int) bool {
-	for _, w := range s.workers {
-		if w.pid == pid {
-			return true
-		}
-	}
-	return false
-}
-
-func (p *Proc) showProc() (procStatus, error) {
-	out, err := p.MasterCLI("show proc")
-	if err != nil {
-		return procStatus{}, err
-	}
-	return parseShowProc(out)
-}
-
-// parseShowProc parses the HAProxy 2.6 format:
-//
-//	#<PID>          <type>          <reloads>       <uptime>        <version>
-//	13997           master          2 [failed: 1]   0d00h10m22s     2.6.12-1+deb12u4
-//	# workers
-//	25471           worker          1               0d00h00m03s     2.6.12-1+deb12u4
-//	# programs
-func parseShowProc(out string) (procStatus, error) {
-	st := procStatus{raw: out}
-	haveMaster := false
-	for line := range strings.Lines(out) {
-		f := strings.Fields(line)
-		if len(f) < 3 || strings.HasPrefix(f[0], "#") {
-			continue
-		}
-		pid, err1 := strconv.Atoi(f[0])
-		reloads, err2 := strconv.Atoi(f[2])
-		if err1 != nil || err2 != nil {
-			return st, fmt.Errorf("haproxytest: show proc: cannot parse %q", strings.TrimSpace(line))
-		}
-		e := procEntry{pid: pid, reloads: reloads}
-		switch f[1] {
-		case "master":
-			if len(f) >= 5 && f[3] == "[failed:" {
-				e.failed, _ = strconv.Atoi(strings.TrimSuffix(f[4], "]"))
-			}
-			st.master, haveMaster = e, true
-		case "worker":
-			st.workers = append(st.workers, e)
-		}
-	}
-	if !haveMaster {
-		return st, fmt.Errorf("haproxytest: show proc: no master line in %q", out)
-	}
-	return st, nil
 }

@@ -1,4 +1,4 @@
-package haproxytest
+package haproxy
 
 import (
 	"reflect"
@@ -9,7 +9,7 @@ func TestParseShowProc(t *testing.T) {
 	tests := []struct {
 		name    string
 		in      string
-		want    procStatus
+		want    ProcStatus
 		wantErr bool
 	}{
 		{
@@ -19,7 +19,7 @@ func TestParseShowProc(t *testing.T) {
 				"# workers\n" +
 				"14013           worker          0               0d00h10m10s     2.6.12-1+deb12u4\n" +
 				"# programs\n\n",
-			want: procStatus{master: procEntry{pid: 13997}, workers: []procEntry{{pid: 14013}}},
+			want: ProcStatus{Master: Proc{PID: 13997}, Workers: []Proc{{PID: 14013}}},
 		},
 		{
 			name: "after a failed reload",
@@ -30,9 +30,9 @@ func TestParseShowProc(t *testing.T) {
 				"# old workers\n" +
 				"14013           worker          2               0d00h10m22s     2.6.12-1+deb12u4\n" +
 				"# programs\n\n",
-			want: procStatus{
-				master:  procEntry{pid: 13997, reloads: 2, failed: 1},
-				workers: []procEntry{{pid: 25471, reloads: 1}, {pid: 14013, reloads: 2}},
+			want: ProcStatus{
+				Master:  Proc{PID: 13997, Reloads: 2, Failed: 1},
+				Workers: []Proc{{PID: 25471, Reloads: 1}, {PID: 14013, Reloads: 2}},
 			},
 		},
 		{name: "empty", in: "", wantErr: true},
@@ -50,7 +50,6 @@ func TestParseShowProc(t *testing.T) {
 			if err != nil {
 				t.Fatalf("parseShowProc(%q): %v", tc.in, err)
 			}
-			got.raw = ""
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("parseShowProc(%q) = %+v, want %+v", tc.in, got, tc.want)
 			}
