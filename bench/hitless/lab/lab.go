@@ -1,0 +1,484 @@
+// Package lab runs the hitless scenario of issue 5 against real processes:
+// an etcd (the caller's), the templater binary rendering
+// examples/haproxy/haproxy.cfg.tmpl, a master-worker haproxy reloaded by
+// the templater with SIGUSR2, real HTTP backends on 127.0.0.1, and a
+// keep-alive load generator. internal/e2e's TestHitless* and the
+// bench/hitless program both use it; everything is on loopback, and every
+// wait and request loop is bounded.
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rewire/rewire/registry/schema"
+	"github.com/rewire/rewire/render/haproxy"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Prefix is the registry prefix the lab writes under.
+const Prefix = "/rewire"
+
+// BackendIdleTimeout is how long the lab's HTTP backends keep an idle
+// keep-alive connection; zero: forever (Go's default).
+var BackendIdleTimeout = time.Second
+
+// Service is the one service the scenario changes.
+const Service = "web"
+
+var keys = schema.Keys{Prefix: Prefix}
+
+// Options configures Start.
+type Options struct {
+	Endpoints []string // etcd client endpoints
+	Templater string   // templater binary
+	HAProxy   string   // haproxy binary
+	Template  string   // path of examples/haproxy/haproxy.cfg.tmpl
+	// Dir holds the rendered config, sockets and logs. Keep it short: a
+	// unix socket path must fit in 107 bytes.
+	Dir string
+	// Live gives the template a `haproxy: {}` block (runtime API);
+	// without it every change reloads.
+	Live bool
+	// Instances registered before haproxy starts (web-1...).
+	Instances int
+	// Backends starts a real HTTP server for every instance; without,
+	// instances point at unused ports (no traffic may be sent then).
+	Backends bool
+}
+
+// Instance is the lab's model of one registry record.
+type Instance struct {
+	ID       string
+	Port     int
+	Weight   int
+	Critical bool
+	Draining bool
+}
+
+// record is the v1 JSON of an instance.
+type record struct {
+	V        int    `json:"v"`
+	Service  string `json:"service"`
+	ID       string `json:"id"`
+	Address  string `json:"address"`
+	Port     int    `json:"port"`
+	Weight   int    `json:"weight"`
+	Health   health `json:"health"`
+	Draining bool   `json:"draining"`
+}
+
+type health struct {
+	Shallow string `json:"shallow"`
+}
+
+// Lab is a running scenario.
+type Lab struct {
+	opts     Options
+	Dest     string // the rendered haproxy.cfg
+	Bind     string // haproxy's frontend address
+	Socket   string // haproxy's admin stats socket
+	Metrics  string // the templater's /metrics address
+	Client   *haproxy.Client
+	Etcd     *clientv3.Client
+	Model    map[string]*Instance
+	next     int // number of the next instance id
+	backends []*httptest.Server
+	procs    []*exec.Cmd
+	done     []chan struct{}
+}
+
+// Start registers the initial instances, starts the templater, waits for
+// its first render, then starts haproxy on it and waits until haproxy's
+// live state equals the file.
+func Start(ctx context.Context, o Options) (l *Lab, err error) {
+	l = &Lab{opts: o, Dest: filepath.Join(o.Dir, "haproxy.cfg"), Socket: filepath.Join(o.Dir, "admin.sock"),
+		Model: map[string]*Instance{}}
+	defer func() {
+		if err != nil {
+			l.Close()
+		}
+	}()
+	l.Client = haproxy.NewClient(l.Socket)
+	l.Etcd, err = clientv3.New(clientv3.Config{Endpoints: o.Endpoints, DialTimeout: 5 * time.Second})
+	if err != nil {
+		return l, err
+	}
+	if l.Bind, err = freeAddr(); err != nil {
+		return l, err
+	}
+	if l.Metrics, err = freeAddr(); err != nil {
+		return l, err
+	}
+	if err := l.PutKey(ctx, "haproxy/bind", l.Bind); err != nil {
+		return l, err
+	}
+	if err := l.PutKey(ctx, "haproxy/stats_socket", l.Socket); err != nil {
+		return l, err
+	}
+	for range o.Instances {
+		if _, err := l.Add(ctx); err != nil {
+			return l, err
+		}
+	}
+	pid := filepath.Join(o.Dir, "haproxy.pid")
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "etcd: {endpoints: [%q], prefix: %s}\n", strings.Join(o.Endpoints, `", "`), Prefix)
+	fmt.Fprintf(&cfg, "listen: %s\ntemplates:\n  - name: haproxy\n", l.Metrics)
+	fmt.Fprintf(&cfg, "    source: %s\n    destination: %s\n", o.Template, l.Dest)
+	fmt.Fprintf(&cfg, "    check: %q\n", o.HAProxy+" -c -q -f {{ .Staged }}")
+	// Before haproxy runs there is nothing to reload.
+	fmt.Fprintf(&cfg, "    reload: %q\n", fmt.Sprintf("if [ -s %s ]; then kill -USR2 $(cat %s); fi", pid, pid))
+	if o.Live {
+		cfg.WriteString("    haproxy: {}\n")
+	}
+	cfgPath := filepath.Join(o.Dir, "templater.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg.String()), 0o644); err != nil {
+		return l, err
+	}
+	if err := l.run("templater", o.Templater, "run", "-c", cfgPath); err != nil {
+		return l, err
+	}
+	err = poll(ctx, 30*time.Second, "the templater's first render", func() error {
+		cfg, err := l.File()
+		if err != nil {
+			return err
+		}
+		if n := len(cfg.Section("backend", Service).Servers); n != len(l.Model) {
+			return fmt.Errorf("%d servers rendered, want %d", n, len(l.Model))
+		}
+		return nil
+	})
+	if err != nil {
+		return l, fmt.Errorf("%w\n%s", err, l.Log("templater"))
+	}
+	if err := l.run("haproxy", o.HAProxy, "-W", "-db", "-f", l.Dest, "-p", pid); err != nil {
+		return l, err
+	}
+	if err := poll(ctx, 30*time.Second, "haproxy serving the rendered file", l.VerifyFile); err != nil {
+		return l, fmt.Errorf("%w\n%s", err, l.Log("haproxy"))
+	}
+	return l, nil
+}
+
+// run starts a daemon whose output goes to Dir/name.log.
+func (l *Lab) run(name, bin string, args ...string) error {
+	f, err := os.Create(filepath.Join(l.opts.Dir, name+".log"))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir, cmd.Stdout, cmd.Stderr = l.opts.Dir, f, f
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	l.procs, l.done = append(l.procs, cmd), append(l.done, done)
+	return nil
+}
+
+// Log returns what the daemon name (templater, haproxy) has written.
+func (l *Lab) Log(name string) string {
+	b, _ := os.ReadFile(filepath.Join(l.opts.Dir, name+".log"))
+	return string(b)
+}
+
+// Close stops the daemons (haproxy first, SIGTERM then SIGKILL after a
+// deadline) and the backends.
+func (l *Lab) Close() {
+	for i := len(l.procs) - 1; i >= 0; i-- {
+		l.procs[i].Process.Signal(syscall.SIGTERM)
+		select {
+		case <-l.done[i]:
+		case <-time.After(10 * time.Second):
+			l.procs[i].Process.Kill()
+			<-l.done[i]
+		}
+	}
+	for _, b := range l.backends {
+		b.Close()
+	}
+	if l.Etcd != nil {
+		l.Etcd.Close()
+	}
+}
+
+// PutKey writes a key relative to the registry prefix.
+func (l *Lab) PutKey(ctx context.Context, rel, val string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := l.Etcd.Put(ctx, keys.Root()+rel, val)
+	return err
+}
+
+// put writes in's record.
+func (l *Lab) put(ctx context.Context, in *Instance) error {
+	st := "passing"
+	if in.Critical {
+		st = "critical"
+	}
+	b, err := json.Marshal(record{V: 1, Service: Service, ID: in.ID, Address: "127.0.0.1", Port: in.Port,
+		Weight: in.Weight, Health: health{Shallow: st}, Draining: in.Draining})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err = l.Etcd.Put(ctx, keys.Instance(Service, in.ID), string(b))
+	return err
+}
+
+// Add registers a new passing instance (with its own backend when
+// Options.Backends) and returns it.
+func (l *Lab) Add(ctx context.Context) (*Instance, error) {
+	l.next++
+	in := &Instance{ID: "web-" + strconv.Itoa(l.next), Weight: schema.DefaultWeight, Port: 20000 + l.next}
+	if l.opts.Backends {
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			w.Write([]byte("ok\n"))
+		}))
+		// Close haproxy's idle connections after a second, as real servers
+		// do (nginx: keepalive_timeout). HAProxy 2.6 refuses `del server`
+		// while the server has idle connections in its pool, and only
+		// purges them gradually (pool-purge-delay, 5 s, halving the excess
+		// each time); a Go server without IdleTimeout never closes them,
+		// so the templater would wait out haproxy.timeout and reload.
+		srv.Config.IdleTimeout = BackendIdleTimeout
+		srv.Start()
+		l.backends = append(l.backends, srv)
+		_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+		in.Port, _ = strconv.Atoi(port)
+	}
+	if err := l.put(ctx, in); err != nil {
+		return nil, err
+	}
+	l.Model[in.ID] = in
+	return in, nil
+}
+
+// Remove deletes an instance's record. Its backend keeps running: an old
+// haproxy worker may still finish requests on it.
+func (l *Lab) Remove(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := l.Etcd.Delete(ctx, keys.Instance(Service, id)); err != nil {
+		return err
+	}
+	delete(l.Model, id)
+	return nil
+}
+
+// Update applies f to the instance and writes its record.
+func (l *Lab) Update(ctx context.Context, id string, f func(*Instance)) error {
+	in := l.Model[id]
+	if in == nil {
+		return fmt.Errorf("no instance %s", id)
+	}
+	f(in)
+	return l.put(ctx, in)
+}
+
+// File parses the rendered config.
+func (l *Lab) File() (*haproxy.Config, error) {
+	b, err := os.ReadFile(l.Dest)
+	if err != nil {
+		return nil, err
+	}
+	return haproxy.Parse(b)
+}
+
+// VerifyFile compares haproxy's live state with the rendered file.
+func (l *Lab) VerifyFile() error {
+	cfg, err := l.File()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return haproxy.Verify(ctx, l.Client, cfg)
+}
+
+// Reflected reports nil when haproxy's live servers of the service are
+// exactly the model: same names, ports, weights (0 while draining) and
+// maintenance (critical).
+func (l *Lab) Reflected() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	states, err := l.Client.ShowServersState(ctx, Service)
+	if err != nil {
+		return err
+	}
+	if len(states) != len(l.Model) {
+		return fmt.Errorf("%d servers live, want %d", len(states), len(l.Model))
+	}
+	for _, st := range states {
+		in := l.Model[st.Name]
+		if in == nil {
+			return fmt.Errorf("%s live, not in the registry", st.Name)
+		}
+		w := in.Weight
+		if in.Draining {
+			w = 0
+		}
+		if st.Port != in.Port || st.Weight != w || st.AdminMaint() != in.Critical {
+			return fmt.Errorf("%s live port %d weight %d maint %t, want %d %d %t",
+				st.Name, st.Port, st.Weight, st.AdminMaint(), in.Port, w, in.Critical)
+		}
+	}
+	return nil
+}
+
+// WaitReflected polls Reflected until it holds, ctx ends or timeout
+// passes, and returns how long it took.
+func (l *Lab) WaitReflected(ctx context.Context, timeout time.Duration) (time.Duration, error) {
+	t0 := time.Now()
+	err := poll(ctx, timeout, "haproxy's live state to match the registry", l.Reflected)
+	return time.Since(t0), err
+}
+
+// routable reports whether HAProxy may send in new requests.
+func (in *Instance) routable() bool { return !in.Critical && !in.Draining && in.Weight > 0 }
+
+// Routable counts the instances that take traffic.
+func (l *Lab) Routable() int {
+	n := 0
+	for _, in := range l.Model {
+		if in.routable() {
+			n++
+		}
+	}
+	return n
+}
+
+// Mix is how many changes of each kind a scenario makes.
+type Mix struct{ Flips, Drains, Adds, Removes, Weights int }
+
+// Total is the number of changes (a drain and its undrain count as one).
+func (m Mix) Total() int { return m.Flips + m.Drains + m.Adds + m.Removes + m.Weights }
+
+// Issue5 is the mix of issue 5.
+var Issue5 = Mix{Flips: 100, Drains: 30, Adds: 30, Removes: 30, Weights: 20}
+
+// Run makes the changes of mix in a random interleaving (seeded), keeping
+// at least minRoutable instances routable, and waits after every registry
+// write until haproxy's live state reflects it (each within timeout).
+// It returns the number of registry writes.
+func (l *Lab) Run(ctx context.Context, mix Mix, seed uint64, minRoutable int, timeout time.Duration) (int, error) {
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	var ops []string
+	for k, n := range map[string]int{"flip": mix.Flips, "drain": mix.Drains, "add": mix.Adds, "remove": mix.Removes, "weight": mix.Weights} {
+		for range n {
+			ops = append(ops, k)
+		}
+	}
+	slices.Sort(ops) // map order is random: sort, then shuffle with the seed
+	rng.Shuffle(len(ops), func(i, j int) { ops[i], ops[j] = ops[j], ops[i] })
+	writes := 0
+	wait := func() error {
+		writes++
+		if _, err := l.WaitReflected(ctx, timeout); err != nil {
+			return fmt.Errorf("after write %d: %w", writes, err)
+		}
+		return nil
+	}
+	deferred := 0 // changes put back in a row, because none could be made
+	for len(ops) > 0 {
+		op := ops[0]
+		ops = ops[1:]
+		ids := make([]string, 0, len(l.Model))
+		for id := range l.Model {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+		// pick returns the first instance (in random order) ok accepts.
+		pick := func(ok func(*Instance) bool) *Instance {
+			for _, id := range ids {
+				if ok(l.Model[id]) {
+					return l.Model[id]
+				}
+			}
+			return nil
+		}
+		spare := l.Routable() > minRoutable // one routable instance may stop routing
+		var in *Instance
+		var err error
+		switch op {
+		case "flip":
+			// Bring a critical instance back whenever routable ones run
+			// short or several are down, and half the time otherwise.
+			critical := len(l.Model) - l.Routable()
+			if critical > 0 && (l.Routable() <= minRoutable+1 || critical >= 2 || rng.IntN(2) == 0) {
+				in = pick(func(in *Instance) bool { return in.Critical })
+			} else {
+				in = pick(func(in *Instance) bool { return !in.routable() || spare })
+			}
+			if in != nil {
+				if err = l.Update(ctx, in.ID, func(in *Instance) { in.Critical = !in.Critical }); err == nil {
+					err = wait()
+				}
+			}
+		case "drain":
+			if in = pick(func(in *Instance) bool { return in.routable() && spare }); in != nil {
+				for _, d := range []bool{true, false} {
+					if err == nil {
+						if err = l.Update(ctx, in.ID, func(in *Instance) { in.Draining = d }); err == nil {
+							err = wait()
+						}
+					}
+				}
+			}
+		case "add":
+			if in, err = l.Add(ctx); err == nil {
+				err = wait()
+			}
+		case "remove":
+			if len(l.Model) > minRoutable+1 {
+				if in = pick(func(in *Instance) bool { return !in.routable() || spare }); in != nil {
+					if err = l.Remove(ctx, in.ID); err == nil {
+						err = wait()
+					}
+				}
+			}
+		case "weight":
+			in = pick(func(*Instance) bool { return true })
+			w := in.Weight
+			for w == in.Weight {
+				w = 1 + rng.IntN(schema.MaxWeight)
+			}
+			if err = l.Update(ctx, in.ID, func(in *Instance) { in.Weight = w }); err == nil {
+				err = wait()
+			}
+		}
+		if err != nil {
+			return writes, fmt.Errorf("%s: %w", op, err)
+		}
+		if in != nil {
+			deferred = 0
+			continue
+		}
+		// The change cannot be made now without leaving too few routable
+		// instances: make it later.
+		if deferred++; deferred > len(ops)+1 {
+			return writes, fmt.Errorf("no remaining change keeps %d instances routable", minRoutable)
+		}
+		ops = append(ops, op)
+	}
+	return writes, nil
+}
