@@ -202,10 +202,10 @@ func TestGolden(t *testing.T) {
 		t.Fatalf("backend api: %+v", api)
 	}
 	want := []haproxy.Server{
-		{Name: "api-1", Addr: "10.0.1.1", Port: 9000, Weight: 100, Defaults: []string{"init-addr last,libc,none"}},
-		{Name: "api-2", Addr: "10.0.1.2", Port: 9000, Weight: 100, Disabled: true, Defaults: []string{"init-addr last,libc,none"}},
-		{Name: "api-3", Addr: "2001:db8::3", Port: 9000, Weight: 10, Defaults: []string{"init-addr last,libc,none"}},
-		{Name: "api-4", Addr: "api-4.internal.example", Port: 9000, Weight: 100, Defaults: []string{"init-addr last,libc,none"}},
+		{Name: "api-1", Addr: "10.0.1.1", Port: 9000, Weight: 100, Defaults: []string{"init-addr last,libc,none", "pool-purge-delay 200ms"}},
+		{Name: "api-2", Addr: "10.0.1.2", Port: 9000, Weight: 100, Disabled: true, Defaults: []string{"init-addr last,libc,none", "pool-purge-delay 200ms"}},
+		{Name: "api-3", Addr: "2001:db8::3", Port: 9000, Weight: 10, Defaults: []string{"init-addr last,libc,none", "pool-purge-delay 200ms"}},
+		{Name: "api-4", Addr: "api-4.internal.example", Port: 9000, Weight: 100, Defaults: []string{"init-addr last,libc,none", "pool-purge-delay 200ms"}},
 	}
 	for i, w := range want {
 		s := api.Servers[i]

@@ -200,7 +200,7 @@ func TestExampleRoundTrip(t *testing.T) {
 		t.Fatalf("Diff = %+v, %v", plan, err)
 	}
 	want := []string{
-		"add server db/db-3 [2001:db8::23]:5432 weight 100", "enable server db/db-3", // init-addr dropped: an IP needs none
+		"add server db/db-3 [2001:db8::23]:5432 weight 100 pool-purge-delay 200ms", "enable server db/db-3", // default-server passed on; init-addr dropped: an IP needs none
 		"set server db/db-2 addr 10.0.2.12 port 5433",
 		"set server web/web-1 weight 90",
 		"set server web/web-3 state ready",

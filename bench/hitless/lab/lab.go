@@ -34,7 +34,7 @@ const Prefix = "/rewire"
 
 // BackendIdleTimeout is how long the lab's HTTP backends keep an idle
 // keep-alive connection; zero: forever (Go's default).
-var BackendIdleTimeout = time.Second
+var BackendIdleTimeout = time.Duration(0)
 
 // Service is the one service the scenario changes.
 const Service = "web"
@@ -253,12 +253,10 @@ func (l *Lab) Add(ctx context.Context) (*Instance, error) {
 			w.Header().Set("Content-Type", "text/plain")
 			w.Write([]byte("ok\n"))
 		}))
-		// Close haproxy's idle connections after a second, as real servers
-		// do (nginx: keepalive_timeout). HAProxy 2.6 refuses `del server`
-		// while the server has idle connections in its pool, and only
-		// purges them gradually (pool-purge-delay, 5 s, halving the excess
-		// each time); a Go server without IdleTimeout never closes them,
-		// so the templater would wait out haproxy.timeout and reload.
+		// By default the backends never close haproxy's idle connections
+		// (the hardest case: HAProxy 2.6 refuses `del server` while the
+		// server has idle connections in its pool); the example template's
+		// `pool-purge-delay 200ms` is what lets removals go live anyway.
 		srv.Config.IdleTimeout = BackendIdleTimeout
 		srv.Start()
 		l.backends = append(l.backends, srv)
