@@ -10,6 +10,7 @@ package lab
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -165,14 +166,58 @@ func Start(ctx context.Context, o Options) (l *Lab, err error) {
 	if err != nil {
 		return l, fmt.Errorf("%w\n%s", err, l.Log("templater"))
 	}
-	if err := l.run("haproxy", o.HAProxy, "-W", "-db", "-f", l.Dest, "-p", pid); err != nil {
-		return l, err
+	for attempt := 1; ; attempt++ {
+		if err := l.run("haproxy", o.HAProxy, "-W", "-db", "-f", l.Dest, "-p", pid); err != nil {
+			return l, err
+		}
+		exited := l.done[len(l.done)-1]
+		deadline := time.Now().Add(30 * time.Second)
+		for err = l.VerifyFile(); err != nil; err = l.VerifyFile() {
+			select {
+			case <-ctx.Done():
+				return l, ctx.Err()
+			case <-exited:
+				if attempt < 5 && strings.Contains(l.Log("haproxy"), "Address already in use") {
+					err = errPortTaken
+				} else {
+					return l, fmt.Errorf("haproxy exited:\n%s", l.Log("haproxy"))
+				}
+			case <-time.After(20 * time.Millisecond):
+			}
+			if err == errPortTaken || time.Now().After(deadline) {
+				break
+			}
+		}
+		if err == nil {
+			return l, nil
+		}
+		if err != errPortTaken {
+			return l, fmt.Errorf("waiting for haproxy serving the rendered file: %w\n%s", err, l.Log("haproxy"))
+		}
+		// Another process took the port between freeAddr and haproxy's
+		// bind (tests run in parallel): pick another and start again.
+		l.procs, l.done = l.procs[:len(l.procs)-1], l.done[:len(l.done)-1]
+		os.Remove(pid) // nothing runs to reload: the re-render must not try
+		if l.Bind, err = freeAddr(); err != nil {
+			return l, err
+		}
+		if err := l.PutKey(ctx, "haproxy/bind", l.Bind); err != nil {
+			return l, err
+		}
+		err = poll(ctx, 30*time.Second, "the templater to render the new bind address", func() error {
+			b, err := os.ReadFile(l.Dest)
+			if err != nil || !strings.Contains(string(b), "bind "+l.Bind+"\n") {
+				return fmt.Errorf("bind %s not rendered yet", l.Bind)
+			}
+			return nil
+		})
+		if err != nil {
+			return l, err
+		}
 	}
-	if err := poll(ctx, 30*time.Second, "haproxy serving the rendered file", l.VerifyFile); err != nil {
-		return l, fmt.Errorf("%w\n%s", err, l.Log("haproxy"))
-	}
-	return l, nil
 }
+
+var errPortTaken = errors.New("haproxy's port was taken before it could bind")
 
 // run starts a daemon whose output goes to Dir/name.log.
 func (l *Lab) run(name, bin string, args ...string) error {
