@@ -25,7 +25,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
+	"github.com/rewire/rewire/internal/freeport"
 	"net/http"
 	"os"
 	"os/exec"
@@ -665,14 +665,7 @@ func scrape(listen string) (map[string]float64, error) {
 	return out, sc.Err()
 }
 
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
+func freePort() (string, error) { return freeport.Addr() }
 
 // cpuSeconds reads utime+stime of pid from /proc (clock ticks of 1/100 s).
 func cpuSeconds(pid int) float64 {

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/rewire/rewire/internal/freeport"
 	"io"
 	"net"
 	"net/http"
@@ -310,12 +311,11 @@ func templaterYAML(endpoint, example, dir, haproxy string) string {
 }
 
 func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		panic(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 func readFile(p string) string {

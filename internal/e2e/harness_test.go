@@ -5,7 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net"
+	"github.com/rewire/rewire/internal/freeport"
 	"net/http"
 	"os"
 	"os/exec"
@@ -156,12 +156,11 @@ func put(t *testing.T, cli *clientv3.Client, key, val string) {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 func writeFile(t *testing.T, path, content string) string {

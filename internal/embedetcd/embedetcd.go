@@ -14,6 +14,7 @@ package embedetcd
 import (
 	"context"
 	"fmt"
+	"github.com/rewire/rewire/internal/freeport"
 	"net"
 	"net/url"
 	"time"
@@ -122,6 +123,9 @@ func resolvePort(addr string) (string, error) {
 	}
 	if port != "0" {
 		return addr, nil
+	}
+	if host == "127.0.0.1" {
+		return freeport.Addr()
 	}
 	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {

@@ -8,7 +8,7 @@ package etcdtest
 
 import (
 	"context"
-	"net"
+	"github.com/rewire/rewire/internal/freeport"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -179,10 +179,9 @@ func missing(t testing.TB, what string) {
 
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatalf("etcdtest: %v", err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }

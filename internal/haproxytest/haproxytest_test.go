@@ -2,8 +2,8 @@ package haproxytest_test
 
 import (
 	"fmt"
+	"github.com/rewire/rewire/internal/freeport"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -42,12 +42,11 @@ func writeFile(t *testing.T, path, text string) {
 // freeAddr returns a 127.0.0.1 address nothing listens on right now.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 func TestCheck(t *testing.T) {

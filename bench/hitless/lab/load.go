@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/rewire/rewire/internal/freeport"
 	"io"
 	"net"
 	"net/http"
@@ -192,11 +193,4 @@ func Poll(ctx context.Context, timeout time.Duration, what string, cond func() e
 	return poll(ctx, timeout, what, cond)
 }
 
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
+func freeAddr() (string, error) { return freeport.Addr() }
