@@ -3,7 +3,7 @@ package render_test
 import (
 	"context"
 	"errors"
-	"net"
+	"github.com/rewire/rewire/internal/freeport"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -39,13 +39,11 @@ backend be
 // fail, and the previous file is put back and reloaded.
 func TestMasterCLIReload(t *testing.T) {
 	haproxytest.Binary(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	l.Close()
-	text := strings.Replace(masterTmpl, "PORT", port, 1)
+	text := strings.Replace(masterTmpl, "127.0.0.1:PORT", addr, 1)
 
 	dest := filepath.Join(t.TempDir(), "haproxy.cfg")
 	src := newMemSource(t, map[string]string{})

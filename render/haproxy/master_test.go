@@ -3,7 +3,7 @@ package haproxy_test
 import (
 	"context"
 	"errors"
-	"net"
+	"github.com/rewire/rewire/internal/freeport"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,13 +30,11 @@ backend be
 
 func TestMasterReload(t *testing.T) {
 	haproxytest.Binary(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	l.Close()
-	masterCfg := strings.Replace(masterCfg, "PORT", port, 1)
+	masterCfg := strings.Replace(masterCfg, "127.0.0.1:PORT", addr, 1)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(cfg, []byte(masterCfg), 0o644); err != nil {
