@@ -154,23 +154,16 @@ func (r *Registrar) kick() {
 // revokes the lease. It never returns because etcd is unreachable: it
 // retries with exponential backoff and jitter.
 func (r *Registrar) Run(ctx context.Context) error {
+	st := &leaseState{written: map[string][]byte{}, buckets: map[string]*bucket{}}
 	var (
-		lease   etcd.LeaseID
-		alive   <-chan *etcd.LeaseKeepAliveResponse
-		stopKA  context.CancelFunc = func() {}
-		written                    = map[string][]byte{}
-		buckets                    = map[string]*bucket{}
-		backoff                    = newBackoff(100*time.Millisecond, time.Second)
+		backoff = newBackoff(100*time.Millisecond, time.Second)
 		retry   <-chan time.Time
 		due     = time.NewTimer(time.Hour)
 	)
 	defer due.Stop()
 	defer func() {
-		stopKA()
-		if alive != nil {
-			for range alive { // wait for drainKeepAlive's goroutine
-			}
-		}
+		lease, records := st.lease, len(st.written)
+		st.drop()
 		if lease != 0 {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 			_, err := r.cli.Revoke(rctx, lease)
@@ -178,12 +171,12 @@ func (r *Registrar) Run(ctx context.Context) error {
 			if err != nil {
 				r.log.Warn("revoke lease on shutdown failed; records expire with the lease", "lease_id", int64(lease), "err", err)
 			} else {
-				r.log.Info("deregistered: lease revoked", "lease_id", int64(lease), "records", len(written))
+				r.log.Info("deregistered: lease revoked", "lease_id", int64(lease), "records", records)
 			}
 		}
 	}()
 	for {
-		next, err := r.syncOnce(ctx, &lease, &alive, &stopKA, written, buckets)
+		next, err := r.syncOnce(ctx, st)
 		due.Reset(next)
 		retry = nil
 		if err != nil && ctx.Err() == nil {
@@ -201,41 +194,60 @@ func (r *Registrar) Run(ctx context.Context) error {
 		case <-retry:
 		case <-due.C:
 		case <-r.verify:
-			if lease == 0 {
+			if st.lease == 0 {
 				continue
 			}
 			vctx, cancel := withTimeout(ctx)
-			ttl, err := r.cli.TimeToLive(vctx, lease)
+			ttl, err := r.cli.TimeToLive(vctx, st.lease)
 			cancel()
 			if err == nil && ttl.TTL > 0 {
 				// The lease is alive, so someone deleted records by hand:
 				// forget those, and the next sync writes them again.
-				r.forgetMissing(ctx, written)
+				r.forgetMissing(ctx, st.written)
 				continue
 			}
 			if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 				continue // etcd unreachable: keepalive will tell
 			}
-			r.leaseLost.Inc()
-			r.log.Warn("lease gone (records disappeared); registering again under a new lease", "lease_id", int64(lease))
-			stopKA()
-			for range alive {
-			}
-			lease, alive = 0, nil
-			clear(written)
-			clear(buckets)
-		case _, ok := <-alive:
+			r.lost(st, "lease gone (records disappeared); registering again under a new lease")
+		case _, ok := <-st.alive:
 			if !ok {
-				r.leaseLost.Inc()
-				r.log.Warn("lease lost; registering again under a new lease", "lease_id", int64(lease))
-				stopKA()
-				alive = nil
-				lease, alive = 0, nil
-				clear(written)
-				clear(buckets)
+				r.lost(st, "lease lost; registering again under a new lease")
 			}
 		}
 	}
+}
+
+// leaseState is what Run knows about its lease and what it wrote under
+// it. It is owned by Run's goroutine.
+type leaseState struct {
+	lease   etcd.LeaseID // 0: none
+	alive   <-chan *etcd.LeaseKeepAliveResponse
+	stopKA  context.CancelFunc
+	written map[string][]byte // key → bytes written under lease
+	buckets map[string]*bucket
+}
+
+// drop stops the keepalive, waits for its goroutine, and forgets the
+// lease and everything written under it: the next sync registers again.
+func (st *leaseState) drop() {
+	if st.stopKA != nil {
+		st.stopKA()
+	}
+	if st.alive != nil {
+		for range st.alive { // wait for drainKeepAlive's goroutine
+		}
+	}
+	st.lease, st.alive, st.stopKA = 0, nil, nil
+	clear(st.written)
+	clear(st.buckets)
+}
+
+// lost counts and logs a lost lease, then drops it.
+func (r *Registrar) lost(st *leaseState, msg string) {
+	r.leaseLost.Inc()
+	r.log.Warn(msg, "lease_id", int64(st.lease))
+	st.drop()
 }
 
 // forgetMissing drops from written every key that is no longer in etcd.
@@ -262,12 +274,13 @@ func (r *Registrar) forgetMissing(ctx context.Context, written map[string][]byte
 // syncOnce grants a lease when there is none, then writes every record that
 // differs from what was last written under it, as the rate limit allows.
 // It returns how long until a deferred write is due (an hour if none).
-func (r *Registrar) syncOnce(ctx context.Context, lease *etcd.LeaseID, alive *<-chan *etcd.LeaseKeepAliveResponse, stopKA *context.CancelFunc, written map[string][]byte, buckets map[string]*bucket) (time.Duration, error) {
+func (r *Registrar) syncOnce(ctx context.Context, st *leaseState) (time.Duration, error) {
+	written, buckets := st.written, st.buckets
 	next := time.Hour
 	r.mu.Lock()
 	desired := maps.Clone(r.desired)
 	r.mu.Unlock()
-	if *lease == 0 {
+	if st.lease == 0 {
 		if len(desired) == 0 {
 			return next, nil
 		}
@@ -283,7 +296,7 @@ func (r *Registrar) syncOnce(ctx context.Context, lease *etcd.LeaseID, alive *<-
 			kacancel()
 			return next, err
 		}
-		*lease, *alive, *stopKA = resp.ID, drainKeepAlive(ch), kacancel
+		st.lease, st.alive, st.stopKA = resp.ID, drainKeepAlive(ch), kacancel
 		r.registers.Inc()
 		r.log.Info("lease granted", "lease_id", int64(resp.ID), "ttl", r.ttl.String())
 	}
@@ -325,7 +338,7 @@ func (r *Registrar) syncOnce(ctx context.Context, lease *etcd.LeaseID, alive *<-
 			if o.val == nil {
 				tops[i] = etcd.OpDelete(o.key)
 			} else {
-				tops[i] = etcd.OpPut(o.key, string(o.val), etcd.WithLease(*lease))
+				tops[i] = etcd.OpPut(o.key, string(o.val), etcd.WithLease(st.lease))
 			}
 		}
 		tctx, cancel := withTimeout(ctx)
@@ -333,13 +346,7 @@ func (r *Registrar) syncOnce(ctx context.Context, lease *etcd.LeaseID, alive *<-
 		cancel()
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			// The lease expired before its keepalive channel said so.
-			r.leaseLost.Inc()
-			(*stopKA)()
-			for range *alive {
-			}
-			*lease, *alive = 0, nil
-			clear(written)
-			clear(buckets)
+			r.lost(st, "lease expired under a write; registering again under a new lease")
 			return next, err
 		}
 		if err != nil {
