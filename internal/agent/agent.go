@@ -8,6 +8,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -176,7 +177,7 @@ func hasInstance(sv *schema.Service, id string) bool {
 	if sv == nil {
 		return false
 	}
-	_, found := slices.BinarySearchFunc(sv.Instances, id, func(in schema.Instance, id string) int { return cmpString(in.ID, id) })
+	_, found := slices.BinarySearchFunc(sv.Instances, id, func(in schema.Instance, id string) int { return strings.Compare(in.ID, id) })
 	return found
 }
 
@@ -322,21 +323,11 @@ func (a *Agent) Instances() []schema.Instance {
 	}
 	slices.SortFunc(out, func(x, y schema.Instance) int {
 		if x.Service != y.Service {
-			return cmpString(x.Service, y.Service)
+			return strings.Compare(x.Service, y.Service)
 		}
-		return cmpString(x.ID, y.ID)
+		return strings.Compare(x.ID, y.ID)
 	})
 	return out
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // find returns the running instances of service (and id, if not empty).
