@@ -55,9 +55,10 @@ type Registrar struct {
 	leaseLost   prometheus.Counter
 	registers   prometheus.Counter
 
-	// mu guards desired.
+	// mu guards desired and wrote.
 	mu      sync.Mutex
 	desired map[string][]byte // key → encoded record
+	wrote   map[string][]byte // Run's leaseState.written, for Wrote
 }
 
 // NewRegistrar returns a Registrar; call Run to start writing.
@@ -132,6 +133,15 @@ func (r *Registrar) Remove(service, id string) {
 	}
 }
 
+// Wrote reports whether the record of service/id is in etcd under the
+// current lease as far as Run knows (written, and not lost since).
+func (r *Registrar) Wrote(service, id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.wrote[r.keys.Instance(service, id)]
+	return ok
+}
+
 // VerifyLease asks Run to check at once that its lease still exists, for
 // a caller that saw one of its records disappear (an operator revoked the
 // lease, or it expired during a partition). Without it, a lost lease is
@@ -154,7 +164,10 @@ func (r *Registrar) kick() {
 // revokes the lease. It never returns because etcd is unreachable: it
 // retries with exponential backoff and jitter.
 func (r *Registrar) Run(ctx context.Context) error {
-	st := &leaseState{written: map[string][]byte{}, buckets: map[string]*bucket{}}
+	st := &leaseState{written: map[string][]byte{}, buckets: map[string]*bucket{}, mu: &r.mu}
+	r.mu.Lock()
+	r.wrote = st.written
+	r.mu.Unlock()
 	var (
 		backoff = newBackoff(100*time.Millisecond, time.Second)
 		retry   <-chan time.Time
@@ -203,7 +216,7 @@ func (r *Registrar) Run(ctx context.Context) error {
 			if err == nil && ttl.TTL > 0 {
 				// The lease is alive, so someone deleted records by hand:
 				// forget those, and the next sync writes them again.
-				r.forgetMissing(ctx, st.written)
+				r.forgetMissing(ctx, st)
 				continue
 			}
 			if err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
@@ -221,11 +234,24 @@ func (r *Registrar) Run(ctx context.Context) error {
 // leaseState is what Run knows about its lease and what it wrote under
 // it. It is owned by Run's goroutine.
 type leaseState struct {
-	lease   etcd.LeaseID // 0: none
-	alive   <-chan *etcd.LeaseKeepAliveResponse
-	stopKA  context.CancelFunc
-	written map[string][]byte // key → bytes written under lease
+	lease  etcd.LeaseID // 0: none
+	alive  <-chan *etcd.LeaseKeepAliveResponse
+	stopKA context.CancelFunc
+	// written is key → bytes written under lease. Only Run's goroutine
+	// changes it, holding mu (the Registrar's), so Wrote can read it.
+	written map[string][]byte
+	mu      *sync.Mutex
 	buckets map[string]*bucket
+}
+
+func (st *leaseState) setWritten(key string, val []byte) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if val == nil {
+		delete(st.written, key)
+	} else {
+		st.written[key] = val
+	}
 }
 
 // drop stops the keepalive, waits for its goroutine, and forgets the
@@ -239,7 +265,9 @@ func (st *leaseState) drop() {
 		}
 	}
 	st.lease, st.alive, st.stopKA = 0, nil, nil
+	st.mu.Lock()
 	clear(st.written)
+	st.mu.Unlock()
 	clear(st.buckets)
 }
 
@@ -251,7 +279,7 @@ func (r *Registrar) lost(st *leaseState, msg string) {
 }
 
 // forgetMissing drops from written every key that is no longer in etcd.
-func (r *Registrar) forgetMissing(ctx context.Context, written map[string][]byte) {
+func (r *Registrar) forgetMissing(ctx context.Context, st *leaseState) {
 	gctx, cancel := withTimeout(ctx)
 	resp, err := r.cli.Get(gctx, r.keys.Services(), etcd.WithPrefix(), etcd.WithKeysOnly())
 	cancel()
@@ -262,9 +290,9 @@ func (r *Registrar) forgetMissing(ctx context.Context, written map[string][]byte
 	for _, kv := range resp.Kvs {
 		present[string(kv.Key)] = true
 	}
-	for key := range written {
+	for key := range st.written {
 		if !present[key] {
-			delete(written, key)
+			st.setWritten(key, nil)
 			r.log.Warn("record deleted by someone else; writing it again", "key", key)
 		}
 	}
@@ -355,11 +383,11 @@ func (r *Registrar) syncOnce(ctx context.Context, st *leaseState) (time.Duration
 		r.writes.Add(float64(len(chunk)))
 		for _, o := range chunk {
 			if o.val == nil {
-				delete(written, o.key)
+				st.setWritten(o.key, nil)
 				delete(buckets, o.key)
 				r.log.Info("record deleted", "key", o.key)
 			} else {
-				written[o.key] = o.val
+				st.setWritten(o.key, o.val)
 				r.log.Debug("record written", "key", o.key)
 			}
 		}

@@ -123,7 +123,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		wg.Wait()
 	}()
 	a.apply(ctx, a.config())
-	seen := map[string]bool{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -134,43 +133,31 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-a.watch.Updates():
 			// Dependencies and maintenance may have changed.
 			a.pokeAll()
-			if snap := a.watch.Current(); snap != nil && a.lostOwnRecord(snap, seen) {
+			if snap := a.watch.Current(); snap != nil && a.lostOwnRecord(snap) {
 				a.reg.VerifyLease()
 			}
 		}
 	}
 }
 
-// lostOwnRecord reports whether a record this agent published, and saw in
-// an earlier snapshot, is gone from snap: its lease was revoked or expired,
-// or someone deleted it. seen carries the state between calls.
-func (a *Agent) lostOwnRecord(snap *schema.Snapshot, seen map[string]bool) bool {
+// lostOwnRecord reports whether a record the Registrar wrote under its
+// current lease is gone from snap: its lease was revoked or expired, or
+// someone deleted it. (Asking the Registrar, not comparing snapshots:
+// updates coalesce, so the agent may never see a snapshot holding the
+// record before it vanishes.)
+func (a *Agent) lostOwnRecord(snap *schema.Snapshot) bool {
 	a.mu.Lock()
 	all := slices.Collect(maps.Values(a.instances))
 	a.mu.Unlock()
-	lost := false
-	live := map[string]bool{}
 	for _, r := range all {
 		rec, ok := r.in.snapshot()
-		if !ok || r.in.isRetired() {
+		if !ok || r.in.isRetired() || hasInstance(snap.Service(rec.Service), rec.ID) || !a.reg.Wrote(rec.Service, rec.ID) {
 			continue
 		}
-		key := rec.Service + "/" + rec.ID
-		live[key] = true
-		if hasInstance(snap.Service(rec.Service), rec.ID) {
-			seen[key] = true
-		} else if seen[key] {
-			delete(seen, key)
-			lost = true
-			a.log.Warn("own record disappeared from the registry; checking the lease", "service", rec.Service, "instance_id", rec.ID)
-		}
+		a.log.Debug("own record not in the registry; asking the registrar to check its lease", "service", rec.Service, "instance_id", rec.ID)
+		return true
 	}
-	for key := range seen {
-		if !live[key] {
-			delete(seen, key)
-		}
-	}
-	return lost
+	return false
 }
 
 func hasInstance(sv *schema.Service, id string) bool {
