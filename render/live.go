@@ -2,6 +2,7 @@ package render
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -61,27 +62,112 @@ func (in *installed) applyLive(ctx context.Context) (reason, why string) {
 	if plan.Empty() {
 		return "", "" // comments or formatting only
 	}
-	socket := hc.Socket
-	if socket == "" {
-		var ok bool
-		if socket, ok = newCfg.StatsSocket(); !ok {
-			return reloadNoSocket, "the config declares no admin stats socket and haproxy.socket is not set"
-		}
+	socket, ok := hc.socket(newCfg)
+	if !ok {
+		return reloadNoSocket, "the config declares no admin stats socket and haproxy.socket is not set"
 	}
-	timeout := hc.Timeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
-	actx, cancel := context.WithTimeout(ctx, timeout)
+	actx, cancel := context.WithTimeout(ctx, hc.timeout())
 	defer cancel()
 	client := haproxy.NewClient(socket)
 	if err := client.Apply(actx, plan); err != nil {
 		return reloadRefused, err.Error()
 	}
 	if err := haproxy.Verify(actx, client, newCfg); err != nil {
-		return reloadVerify, err.Error()
+		// HAProxy had drifted from the previous file (a change by hand, a
+		// restart that lost the drain state): repair from its live state.
+		fix, cerr := haproxy.Converge(actx, client, newCfg)
+		if cerr != nil {
+			return reloadVerify, fmt.Sprintf("%v; repairing from the live state: %v", err, cerr)
+		}
+		t.metrics.live(t.cfg.Name, len(fix.Changes))
+		t.log.Warn("haproxy's live state had drifted from the previous file; repaired through the runtime API", "mismatch", err, "repairs", len(fix.Changes))
 	}
 	t.metrics.live(t.cfg.Name, len(plan.Changes))
 	t.log.Info("server changes applied live through the runtime API; no reload", "changes", len(plan.Changes), "path", t.cfg.Destination)
+	// A later reload or restart by someone else must not load a state
+	// file older than these changes.
+	in.saveState(actx, client, newCfg)
 	return "", ""
+}
+
+// socket returns the admin stats socket to use for cfg: haproxy.socket,
+// else the one cfg declares.
+func (hc *HAProxyConfig) socket(cfg *haproxy.Config) (string, bool) {
+	if hc.Socket != "" {
+		return hc.Socket, true
+	}
+	if cfg == nil {
+		return "", false
+	}
+	return cfg.StatsSocket()
+}
+
+func (hc *HAProxyConfig) timeout() time.Duration {
+	if hc.Timeout <= 0 {
+		return 10 * time.Second
+	}
+	return hc.Timeout
+}
+
+// saveBeforeReload writes the server-state files of the config about to be
+// loaded (the new one, or the previous one when rolling back), from the
+// running haproxy, so the reload keeps each server's health. The running
+// haproxy is the one the previous file started: its socket is asked.
+func (in *installed) saveBeforeReload(ctx context.Context, rollback bool) {
+	hc := in.t.cfg.HAProxy
+	next := in.plan.out
+	if rollback {
+		next = in.prev
+	}
+	cfg, err := haproxy.Parse(next)
+	if err != nil {
+		return // haproxy -c accepted it, so it has little to load; nothing to reconcile against
+	}
+	running := cfg
+	if in.existed {
+		if prev, err := haproxy.Parse(in.prev); err == nil {
+			running = prev
+		}
+	}
+	socket, ok := hc.socket(running)
+	if !ok {
+		socket, ok = hc.socket(cfg)
+	}
+	sctx, cancel := context.WithTimeout(ctx, hc.timeout())
+	defer cancel()
+	var client *haproxy.Client
+	if ok {
+		client = haproxy.NewClient(socket)
+	}
+	in.saveState(sctx, client, cfg)
+}
+
+// saveState writes cfg's server-state files from client's haproxy (see
+// haproxy.SaveState). When that fails (no haproxy running, no socket),
+// it removes them instead: a stale state file would bring back old
+// addresses and states on the next start.
+func (in *installed) saveState(ctx context.Context, client *haproxy.Client, cfg *haproxy.Config) {
+	t := in.t
+	files, err := cfg.StateFiles()
+	if err != nil {
+		t.log.Warn("server-state file not written", "err", err)
+		t.metrics.stateSaved(t.cfg.Name, "failed")
+		return
+	}
+	if len(files) == 0 {
+		return
+	}
+	if client == nil {
+		err = errors.New("no admin stats socket to read the running state from")
+	} else {
+		_, err = haproxy.SaveState(ctx, client, cfg)
+	}
+	if err == nil {
+		t.metrics.stateSaved(t.cfg.Name, "ok")
+		return
+	}
+	t.metrics.stateSaved(t.cfg.Name, "failed")
+	rmErr := haproxy.RemoveStateFiles(cfg)
+	t.log.Warn("could not save HAProxy's server state; removed the state files, so its next start begins with every server fresh",
+		"err", err, "remove_err", rmErr)
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"github.com/rewire/rewire/internal/freeport"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -88,5 +91,133 @@ func TestMasterCLIReload(t *testing.T) {
 	}
 	if st, err := m.ShowProc(ctx); err != nil || len(st.Workers) == 0 {
 		t.Errorf("show proc after the rollback = %+v, %v: want a serving worker", st, err)
+	}
+}
+
+// stateTmpl is a live-applied haproxy config with a server-state file.
+// Checks run every hour: a server's health after a reload can only come
+// from the state file.
+const stateTmpl = `global
+    maxconn 64
+    stats socket {{ key "app/dir" }}/admin.sock mode 600 level admin
+    server-state-file {{ key "app/dir" }}/state
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 5s
+    timeout server 5s
+    load-server-state-from-file global
+    default-server check inter 1h
+frontend fe
+    bind 127.0.0.1:PORT
+    default_backend be
+backend be
+    balance {{ keyOrDefault "app/balance" "roundrobin" }}
+    server up {{ key "app/up" }} weight 10{{ if keyOrDefault "app/drain" "" }}  # rewire:drain{{ end }}
+    server down {{ key "app/up" }}
+`
+
+// TestHAProxyStateAcrossReload: the templater keeps HAProxy's server
+// state across its reloads. A drain mark goes live (HAProxy's drain
+// state, no reload; a weight changed by hand is repaired on the way) and
+// the state file is refreshed; a structural change
+// then reloads through the master CLI, and the new worker starts with the
+// health the old one had found and the drain.
+func TestHAProxyStateAcrossReload(t *testing.T) {
+	haproxytest.Binary(t)
+	addr, err := freeport.Addr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(up.Close)
+	dir, err := os.MkdirTemp("", "rw-state-") // short: unix socket path
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	text := strings.Replace(stateTmpl, "127.0.0.1:PORT", addr, 1)
+	src := newMemSource(t, map[string]string{"/rewire/app/dir": dir, "/rewire/app/up": strings.TrimPrefix(up.URL, "http://")})
+	dest := filepath.Join(dir, "haproxy.cfg")
+	first, err := mkTarget(t, "lb", text, render.TargetConfig{Destination: dest}, render.Options{}).Render(src.Current())
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dest, string(first))
+	p := haproxytest.Start(t, dest)
+
+	metrics, reg := newMetrics()
+	tg := mkTarget(t, "lb", text, render.TargetConfig{Destination: dest, HAProxy: &render.HAProxyConfig{Master: p.MasterSocket()}},
+		render.Options{Metrics: metrics})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	m := haproxy.NewMaster(p.MasterSocket())
+	reloads := func() int {
+		st, err := m.ShowProc(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Master.Reloads
+	}
+	client := haproxy.NewClient(filepath.Join(dir, "admin.sock"))
+	state := func(name string) haproxy.ServerState {
+		t.Helper()
+		states, err := client.ShowServersState(ctx, "be")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range states {
+			if s.Name == name {
+				return s
+			}
+		}
+		t.Fatalf("no server be/%s in %+v", name, states)
+		return haproxy.ServerState{}
+	}
+	r0 := reloads()
+	// Drift: a weight changed by hand. The next live change repairs it
+	// instead of reloading.
+	if _, err := client.Command(ctx, "set server be/down weight 5"); err != nil {
+		t.Fatal(err)
+	}
+
+	snap := src.change(t, map[string]string{"/rewire/app/drain": "yes"})
+	if changed, err := tg.Apply(ctx, snap); err != nil || !changed {
+		t.Fatalf("Apply(drain) = %v, %v, want true, nil", changed, err)
+	}
+	if got := reloads(); got != r0 {
+		t.Errorf("master reloads after a drain mark = %d, want %d (applied live)", got, r0)
+	}
+	if s := state("up"); !s.Drain() || s.Weight != 10 {
+		t.Errorf("be/up after the drain mark: %+v, want drain with weight 10", s)
+	}
+	if s := state("down"); s.Weight != 1 {
+		t.Errorf("be/down weight after the live change = %d, want 1 (the file's; the hand change repaired)", s.Weight)
+	}
+	saved := readFile(t, filepath.Join(dir, "state"))
+	if !strings.Contains(saved, " up ") {
+		t.Errorf("state file after a live change has no line for be/up:\n%s", saved)
+	}
+
+	// Then the running haproxy finds server "down" down: only a state file
+	// written just before the reload knows it.
+	if _, err := client.Command(ctx, "set server be/down health down"); err != nil {
+		t.Fatal(err)
+	}
+	snap = src.change(t, map[string]string{"/rewire/app/balance": "leastconn"})
+	if changed, err := tg.Apply(ctx, snap); err != nil || !changed {
+		t.Fatalf("Apply(balance leastconn) = %v, %v, want true, nil", changed, err)
+	}
+	if got := reloads(); got != r0+1 {
+		t.Errorf("master reloads after a balance change = %d, want %d", got, r0+1)
+	}
+	if s := state("down"); s.OpState != haproxy.OpStopped {
+		t.Errorf("be/down after the reload: %+v, want still down (op state 0): the state file keeps health", s)
+	}
+	if s := state("up"); !s.Drain() || s.OpState != haproxy.OpRunning {
+		t.Errorf("be/up after the reload: %+v, want up and draining", s)
+	}
+	if n := metricValue(t, reg, "templater_haproxy_state_saves_total", "template", "lb", "result", "ok"); n < 2 {
+		t.Errorf("templater_haproxy_state_saves_total{result=ok} = %v, want ≥ 2 (after the live change, before the reload)", n)
 	}
 }

@@ -23,6 +23,7 @@ type Metrics struct {
 	revision  *prometheus.GaugeVec
 	liveOps   *prometheus.CounterVec
 	liveRel   *prometheus.CounterVec
+	stateSave *prometheus.CounterVec
 }
 
 // NewMetrics registers the render metrics with reg (nil: unregistered).
@@ -54,6 +55,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		liveRel: f.NewCounterVec(prometheus.CounterOpts{Name: "templater_haproxy_reloads_total",
 			Help: "Changes to haproxy templates that needed a reload, by reason (structure, refused, verify, first_render, parse, no_socket)."},
 			[]string{"template", "reason"}),
+		stateSave: f.NewCounterVec(prometheus.CounterOpts{Name: "templater_haproxy_state_saves_total",
+			Help: "Server-state files written for HAProxy to load on its next start, by result (ok, failed: the files were removed instead)."},
+			[]string{"template", "result"}),
 	}
 }
 
@@ -115,5 +119,11 @@ func (m *Metrics) live(name string, changes int) {
 func (m *Metrics) liveReload(name, reason string) {
 	if m != nil {
 		m.liveRel.WithLabelValues(name, reason).Inc()
+	}
+}
+
+func (m *Metrics) stateSaved(name, result string) {
+	if m != nil {
+		m.stateSave.WithLabelValues(name, result).Inc()
 	}
 }

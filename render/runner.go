@@ -317,6 +317,7 @@ func (g *group) applyOnce(ctx context.Context, snap *schema.Snapshot, force bool
 	}
 	if len(done) > 0 && g.canReload() && needReload {
 		g.pace(ctx)
+		g.saveState(ctx, done, false)
 		output, err := g.reloadNow(ctx, done[0].t.vars(""))
 		g.lastReload = time.Now()
 		if err != nil {
@@ -367,6 +368,7 @@ func (g *group) rollback(ctx context.Context, done []*installed, idx []int, resu
 		}
 	}
 	if g.canReload() && restoreErr == nil {
+		g.saveState(ctx, done, true)
 		if _, err := g.reloadNow(ctx, done[0].t.vars("")); err != nil {
 			what := "file"
 			if len(done) > 1 {
@@ -386,6 +388,16 @@ func (g *group) rollback(ctx context.Context, done []*installed, idx []int, resu
 		in.t.fail(&e)
 		in.t.metrics.reload(in.t.cfg.Name, "restored")
 		in.t.log.Error("change rolled back; the previous file is back in place", "stage", cause.Stage, "err", &e)
+	}
+}
+
+// saveState writes the server-state files of the group's haproxy
+// templates before a reload (see installed.saveBeforeReload).
+func (g *group) saveState(ctx context.Context, done []*installed, rollback bool) {
+	for _, in := range done {
+		if in.t.cfg.HAProxy != nil {
+			in.saveBeforeReload(ctx, rollback)
+		}
 	}
 }
 

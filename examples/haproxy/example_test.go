@@ -145,7 +145,7 @@ func TestGolden(t *testing.T) {
 			{"web-1", "server web-1 10.0.0.11:8080 weight 100  # passing"},
 			{"web-2", "server web-2 10.0.0.12:8080 weight 50  # warning"},
 			{"web-3", "server web-3 10.0.0.13:8080 weight 100 disabled  # critical"},
-			{"web-4", "server web-4 10.0.0.14:8080 weight 0  # passing, draining"},
+			{"web-4", "server web-4 10.0.0.14:8080 weight 0  # passing, draining rewire:drain"},
 			{"api-2", "server api-2 10.0.1.2:9000 weight 100 disabled  # passing, maintenance"},
 			{"api-3", "server api-3 [2001:db8::3]:9000 weight 10  # passing"},
 			{"api-4", "server api-4 api-4.internal.example:9000 weight 100  # warning"},
@@ -186,7 +186,17 @@ func TestKeys(t *testing.T) {
 		{
 			name:    "defaults",
 			want:    []string{"    bind 127.0.0.1:8000"},
-			notWant: []string{"stats socket"},
+			notWant: []string{"stats socket", "server-state-file", "load-server-state-from-file"},
+		},
+		{
+			name: "server state file",
+			kv:   map[string]string{"/rewire/haproxy/state_file": "/var/lib/haproxy/server-state"},
+			want: []string{"    server-state-file /var/lib/haproxy/server-state", "    load-server-state-from-file global"},
+		},
+		{
+			name:    "relative server state file is refused",
+			kv:      map[string]string{"/rewire/haproxy/state_file": "state"},
+			wantErr: "key haproxy/state_file",
 		},
 		{
 			name: "custom bind and stats socket",

@@ -135,6 +135,10 @@ func run() error {
 		if err := put("/rewire/haproxy/stats_socket", adminSock); err != nil {
 			return err
 		}
+		// Servers keep their health and drain across reloads.
+		if err := put("/rewire/haproxy/state_file", filepath.Join(dir, "server-state")); err != nil {
+			return err
+		}
 	}
 	regCfg := filepath.Join(dir, "registrar.yaml")
 	if err := os.WriteFile(regCfg, []byte(registrarYAML(endpoint, apps)), 0o644); err != nil {

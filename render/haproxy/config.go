@@ -65,6 +65,12 @@ type Server struct {
 	Port     int  // 0 when the address has no port
 	Weight   int  // "weight N"; HAProxy's default is 1
 	Disabled bool // "disabled" (and no later "enabled"): starts in maintenance
+	// Drain is set by the mark DrainMark in the line's comment: HAProxy's
+	// config has no keyword for the drain state (no new connections but
+	// persistent ones; open sessions finish), so rewire reads it from
+	// there and sets it through the runtime API, and through the
+	// server-state-file across reloads. Disabled wins over Drain.
+	Drain bool
 	// Options are the line's other options, one keyword with its
 	// arguments per element ("check", "inter 2s"), in order, without
 	// weight, disabled and enabled.
@@ -73,6 +79,38 @@ type Server struct {
 	// in the same form.
 	Defaults []string
 	Line     int
+}
+
+// state is the administrative state the server line asks for.
+func (s Server) state() State {
+	switch {
+	case s.Disabled:
+		return StateMaint
+	case s.Drain:
+		return StateDrain
+	}
+	return StateReady
+}
+
+// DrainMark in a server line's comment asks for the drain state:
+//
+//	server web-1 10.0.0.1:8080 weight 10  # rewire:drain
+//
+// It is one word of the comment; commas, semicolons and parentheses
+// around it do not matter ("# passing, rewire:drain").
+const DrainMark = "rewire:drain"
+
+// hasDrainMark reports whether a comment holds DrainMark.
+func hasDrainMark(comment string) bool {
+	if !strings.Contains(comment, DrainMark) {
+		return false
+	}
+	for _, w := range strings.FieldsFunc(comment, func(r rune) bool { return isSpace(r) || strings.ContainsRune(",;()", r) }) {
+		if w == DrainMark {
+			return true
+		}
+	}
+	return false
 }
 
 // IsIP reports whether Addr is an IP address literal, the only kind of
@@ -121,7 +159,7 @@ func Parse(text []byte) (*Config, error) {
 	for num := 1; len(text) > 0; num++ {
 		var raw []byte
 		raw, text, _ = bytes.Cut(text, []byte("\n"))
-		words := splitWords(string(raw))
+		words, comment := splitLine(string(raw))
 		if len(words) == 0 {
 			continue
 		}
@@ -160,7 +198,9 @@ func Parse(text []byte) (*Config, error) {
 			if len(words) < 3 {
 				return nil, &ParseError{Line: num, Err: errors.New("server line needs a name and an address")}
 			}
-			cur.Servers = append(cur.Servers, newServer(num, words[1], words[2], defaults, words[3:]))
+			srv := newServer(num, words[1], words[2], defaults, words[3:])
+			srv.Drain = hasDrainMark(comment)
+			cur.Servers = append(cur.Servers, srv)
 		}
 	}
 	if len(c.Sections[0].Lines) == 0 {
@@ -271,10 +311,16 @@ func parseIP(s string) (netip.Addr, error) {
 // in the words, so that joining them with spaces gives back an equivalent
 // line.
 func splitWords(line string) []string {
+	words, _ := splitLine(line)
+	return words
+}
+
+// splitLine is splitWords that also returns the comment: the text after
+// the '#' that starts it, or "" when the line has none.
+func splitLine(line string) (words []string, comment string) {
 	if !strings.ContainsAny(line, "\"'\\#") {
-		return strings.FieldsFunc(line, isSpace)
+		return strings.FieldsFunc(line, isSpace), ""
 	}
-	var words []string
 	var w strings.Builder
 	inWord := false
 	var quote byte
@@ -306,7 +352,7 @@ func splitWords(line string) []string {
 			inWord = true
 		case ch == '#':
 			flush()
-			return words
+			return words, line[i+1:]
 		case isSpace(rune(ch)):
 			flush()
 		default:
@@ -315,7 +361,7 @@ func splitWords(line string) []string {
 		}
 	}
 	flush()
-	return words
+	return words, ""
 }
 
 func isSpace(r rune) bool { return r == ' ' || r == '\t' || r == '\r' || r == '\v' || r == '\f' }
@@ -330,8 +376,8 @@ func indexOf(words []string, w string) int {
 }
 
 // String returns the config in normalised form: one header per section,
-// its lines indented by four spaces. Parse(c.String()) gives back an
-// equivalent Config (line numbers aside).
+// its lines indented by four spaces, comments dropped but the DrainMark.
+// Parse(c.String()) gives back an equivalent Config (line numbers aside).
 func (c *Config) String() string {
 	var b strings.Builder
 	for i, s := range c.Sections {
@@ -342,9 +388,16 @@ func (c *Config) String() string {
 			b.WriteString(s.header())
 			b.WriteByte('\n')
 		}
+		drain := map[int]bool{}
+		for _, srv := range s.Servers {
+			drain[srv.Line] = srv.Drain
+		}
 		for _, l := range s.Lines {
 			b.WriteString("    ")
 			b.WriteString(l.Text)
+			if drain[l.Num] && l.Keyword() == "server" {
+				b.WriteString("  # " + DrainMark)
+			}
 			b.WriteByte('\n')
 		}
 	}

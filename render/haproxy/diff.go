@@ -17,7 +17,7 @@ const (
 	KindAdd       ChangeKind = iota // add server, then enable it
 	KindSetAddr                     // set server ... addr IP port N
 	KindSetWeight                   // set server ... weight N
-	KindSetState                    // set server ... state ready|maint
+	KindSetState                    // set server ... state ready|drain|maint
 	KindDel                         // set server ... state maint, then del server
 )
 
@@ -45,7 +45,7 @@ type Change struct {
 	Addr    string // KindAdd, KindSetAddr: an IP address
 	Port    int    // KindAdd, KindSetAddr: 0 for none
 	Weight  int    // KindAdd, KindSetWeight
-	State   State  // KindAdd, KindSetState: StateReady or StateMaint
+	State   State  // KindAdd, KindSetState
 	// Options (KindAdd) are the options to give `add server`: the
 	// default-server options in effect merged with the line's own, since
 	// dynamic servers inherit nothing.
@@ -162,8 +162,9 @@ func (p Plan) Commands() []string {
 
 // Diff compares the config HAProxy runs (old) with the next one. When they
 // differ only in what the HAProxy 2.6 runtime API can change on servers
-// of backends (address, weight, disabled, servers added or removed), the
-// plan lists those changes; otherwise it asks for a reload and says why.
+// of backends (address, weight, disabled, the DrainMark, servers added or
+// removed), the plan lists those changes; otherwise it asks for a reload
+// and says why.
 //
 // A reload is needed when a section, a non-server line (including
 // default-server), or a server's other options differ, and for what 2.6
@@ -289,11 +290,7 @@ func diffServers(os, ns *Section) (adds, sets, dels []Change, reason string) {
 			}
 			sets = append(sets, Change{Kind: KindSetWeight, Backend: be, Server: n.Name, Weight: n.Weight})
 		}
-		if o.Disabled != n.Disabled {
-			st := StateReady
-			if n.Disabled {
-				st = StateMaint
-			}
+		if st := n.state(); st != o.state() {
 			sets = append(sets, Change{Kind: KindSetState, Backend: be, Server: n.Name, State: st})
 		}
 	}
@@ -333,12 +330,8 @@ func addChange(ns *Section, n Server, static bool, algo string) (Change, string)
 			return Change{}, fmt.Sprintf("%s: option %q needs quoting, which the runtime API does not take", where, o)
 		}
 	}
-	st := StateReady
-	if n.Disabled {
-		st = StateMaint
-	}
 	return Change{Kind: KindAdd, Backend: be, Server: n.Name, Addr: ip.String(), Port: n.Port,
-		Weight: n.Weight, State: st, Options: opts}, ""
+		Weight: n.Weight, State: n.state(), Options: opts}, ""
 }
 
 // staticAlgorithm reports whether the backend's load-balancing algorithm

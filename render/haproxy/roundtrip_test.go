@@ -191,7 +191,7 @@ func TestExampleRoundTrip(t *testing.T) {
 	next := strings.NewReplacer(
 		"server web-1 10.0.0.11:8080 weight 100", "server web-1 10.0.0.11:8080 weight 90",
 		"server web-3 10.0.0.13:8080 weight 100 disabled  # critical", "server web-3 10.0.0.13:8080 weight 100  # passing",
-		"    server web-4 10.0.0.14:8080 weight 0  # passing, draining\n", "",
+		"    server web-4 10.0.0.14:8080 weight 0  # passing, draining rewire:drain\n", "",
 		"server db-2 10.0.2.2:5432 weight 0", "server db-2 10.0.2.12:5433 weight 0\n    server db-3 [2001:db8::23]:5432 weight 100",
 	).Replace(body)
 	l := newLab(t, body)

@@ -68,13 +68,18 @@ func (s ServerState) Drain() bool {
 	return s.AdminState&(AdminFDrain|AdminIDrain) != 0
 }
 
-// parseServersState parses `show servers state` format 1: a version line,
-// a header line "# be_id be_name ...", then one server per line. Columns
-// are found by their header names.
-func parseServersState(out string) ([]ServerState, error) {
-	var header []string
+// stateTable is `show servers state` format 1 as a table: the column
+// names of its header line and the rows, each with one field per column.
+type stateTable struct {
+	header []string
+	rows   [][]string
+}
+
+// parseStateTable parses `show servers state` format 1: a version line,
+// a header line "# be_id be_name ...", then one server per line.
+func parseStateTable(out string) (stateTable, error) {
+	var tab stateTable
 	version := ""
-	var states []ServerState
 	for line := range strings.Lines(out) {
 		line = strings.TrimSpace(line)
 		switch {
@@ -83,64 +88,84 @@ func parseServersState(out string) ([]ServerState, error) {
 		case version == "":
 			version = line
 			if version != "1" {
-				return nil, fmt.Errorf("%w: show servers state: format %q, want 1", ErrProtocol, truncate(version, 40))
+				return tab, fmt.Errorf("%w: show servers state: format %q, want 1", ErrProtocol, truncate(version, 40))
 			}
 			continue
 		case strings.HasPrefix(line, "#"):
-			if header == nil {
-				header = strings.Fields(strings.TrimPrefix(line, "#"))
+			if tab.header == nil {
+				tab.header = strings.Fields(strings.TrimPrefix(line, "#"))
 			}
 			continue
-		case header == nil:
-			return nil, fmt.Errorf("%w: show servers state: no header before %q", ErrProtocol, truncate(line, 80))
+		case tab.header == nil:
+			return tab, fmt.Errorf("%w: show servers state: no header before %q", ErrProtocol, truncate(line, 80))
 		}
 		f := strings.Fields(line)
-		if len(f) != len(header) {
-			return nil, fmt.Errorf("%w: show servers state: %d fields for %d columns in %q", ErrProtocol, len(f), len(header), truncate(line, 80))
+		if len(f) != len(tab.header) {
+			return tab, fmt.Errorf("%w: show servers state: %d fields for %d columns in %q", ErrProtocol, len(f), len(tab.header), truncate(line, 80))
 		}
-		st := ServerState{Fields: make(map[string]string, len(header))}
-		for i, h := range header {
-			st.Fields[h] = f[i]
-		}
-		var err error
-		num := func(col string) int {
-			v, ok := st.Fields[col]
-			if !ok {
-				if err == nil {
-					err = fmt.Errorf("%w: show servers state: no column %s", ErrProtocol, col)
-				}
-				return 0
-			}
-			n, e := strconv.Atoi(v)
-			if e != nil && err == nil {
-				err = fmt.Errorf("%w: show servers state: %s = %q", ErrProtocol, col, v)
-			}
-			return n
-		}
-		text := func(col string) string {
-			v, ok := st.Fields[col]
-			if !ok && err == nil {
-				err = fmt.Errorf("%w: show servers state: no column %s", ErrProtocol, col)
-			}
-			if v == "-" {
-				return ""
-			}
-			return v
-		}
-		st.BackendID, st.Backend = num("be_id"), text("be_name")
-		st.ID, st.Name = num("srv_id"), text("srv_name")
-		st.Addr, st.Port, st.FQDN = text("srv_addr"), num("srv_port"), text("srv_fqdn")
-		st.OpState, st.AdminState = num("srv_op_state"), num("srv_admin_state")
-		st.Weight, st.InitialWeight = num("srv_uweight"), num("srv_iweight")
+		tab.rows = append(tab.rows, f)
+	}
+	if version == "" {
+		return tab, fmt.Errorf("%w: show servers state: empty answer", ErrProtocol)
+	}
+	return tab, nil
+}
+
+// parseServersState parses `show servers state` format 1. Columns are
+// found by their header names.
+func parseServersState(out string) ([]ServerState, error) {
+	tab, err := parseStateTable(out)
+	if err != nil {
+		return nil, err
+	}
+	states := make([]ServerState, 0, len(tab.rows))
+	for _, f := range tab.rows {
+		st, err := newServerState(tab.header, f)
 		if err != nil {
 			return nil, err
 		}
 		states = append(states, st)
 	}
-	if version == "" {
-		return nil, fmt.Errorf("%w: show servers state: empty answer", ErrProtocol)
-	}
 	return states, nil
+}
+
+// newServerState makes a ServerState of one row of a stateTable.
+func newServerState(header, f []string) (ServerState, error) {
+	st := ServerState{Fields: make(map[string]string, len(header))}
+	for i, h := range header {
+		st.Fields[h] = f[i]
+	}
+	var err error
+	num := func(col string) int {
+		v, ok := st.Fields[col]
+		if !ok {
+			if err == nil {
+				err = fmt.Errorf("%w: show servers state: no column %s", ErrProtocol, col)
+			}
+			return 0
+		}
+		n, e := strconv.Atoi(v)
+		if e != nil && err == nil {
+			err = fmt.Errorf("%w: show servers state: %s = %q", ErrProtocol, col, v)
+		}
+		return n
+	}
+	text := func(col string) string {
+		v, ok := st.Fields[col]
+		if !ok && err == nil {
+			err = fmt.Errorf("%w: show servers state: no column %s", ErrProtocol, col)
+		}
+		if v == "-" {
+			return ""
+		}
+		return v
+	}
+	st.BackendID, st.Backend = num("be_id"), text("be_name")
+	st.ID, st.Name = num("srv_id"), text("srv_name")
+	st.Addr, st.Port, st.FQDN = text("srv_addr"), num("srv_port"), text("srv_fqdn")
+	st.OpState, st.AdminState = num("srv_op_state"), num("srv_admin_state")
+	st.Weight, st.InitialWeight = num("srv_uweight"), num("srv_iweight")
+	return st, err
 }
 
 // parseStat parses `show stat`: a CSV whose header line starts with "# ".

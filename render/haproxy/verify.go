@@ -48,8 +48,10 @@ func templateNames(sec *Section) map[string]bool {
 // servers of cfg's backend and listen sections: every server is there and
 // no other; the address (when the config gives an IP) and the port are
 // equal; the weight is equal; the server is in maintenance on purpose
-// (ServerState.AdminMaint) exactly when the config says disabled. Drain,
-// set by hand on the runtime API, is not a mismatch, and servers made by
+// (ServerState.AdminMaint) exactly when the config says disabled; it
+// drains when the line has the DrainMark (and is not disabled). Drain
+// set by hand on the runtime API on a server without the mark is not a
+// mismatch, and servers made by
 // server-template lines are not checked. It returns a
 // *VerifyError (errors.Is ErrMismatch) listing every difference.
 func Verify(ctx context.Context, c *Client, cfg *Config) error {
@@ -91,6 +93,8 @@ func Verify(ctx context.Context, c *Client, cfg *Config) error {
 			}
 			if st.AdminMaint() != s.Disabled {
 				bad = append(bad, fmt.Sprintf("%s: admin state %#x, want maintenance %t", id, st.AdminState, s.Disabled))
+			} else if s.Drain && !s.Disabled && !st.Drain() {
+				bad = append(bad, fmt.Sprintf("%s: admin state %#x, want drain (%s)", id, st.AdminState, DrainMark))
 			}
 		}
 		templated := templateNames(sec)

@@ -130,6 +130,9 @@ func Start(ctx context.Context, o Options) (l *Lab, err error) {
 	if err := l.PutKey(ctx, "haproxy/stats_socket", l.Socket); err != nil {
 		return l, err
 	}
+	if err := l.PutKey(ctx, "haproxy/state_file", filepath.Join(o.Dir, "server-state")); err != nil {
+		return l, err
+	}
 	for range o.Instances {
 		if _, err := l.Add(ctx); err != nil {
 			return l, err

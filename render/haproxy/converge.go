@@ -1,0 +1,71 @@
+package haproxy
+
+import (
+	"context"
+	"fmt"
+)
+
+// Converge brings what HAProxy runs back to cfg through the runtime API,
+// from `show servers state` rather than from a previous config: it repairs
+// drift (a change made by hand, an haproxy started from the file without
+// the runtime-only drain state, a change applied halfway). It returns the
+// plan it applied (empty when nothing differed) and then verifies; a plan
+// that needs a reload (a backend that cannot take a missing server, a
+// server whose options differ) is returned with ErrReloadRequired.
+//
+// Unlike Verify, it also ends a drain set by hand on a server whose line
+// has no DrainMark: the config is the truth.
+func Converge(ctx context.Context, c *Client, cfg *Config) (Plan, error) {
+	states, err := c.ShowServersState(ctx, "")
+	if err != nil {
+		return Plan{}, err
+	}
+	plan, err := Diff(liveConfig(cfg, states), cfg)
+	if err != nil {
+		return plan, err
+	}
+	if plan.Reload {
+		return plan, fmt.Errorf("%w: %s", ErrReloadRequired, plan.Reason)
+	}
+	if plan.Empty() {
+		return plan, nil
+	}
+	if err := c.Apply(ctx, plan); err != nil {
+		return plan, err
+	}
+	return plan, Verify(ctx, c, cfg)
+}
+
+// liveConfig is cfg with the servers of its backend and listen sections
+// replaced by the running ones, as Diff needs them: the values the
+// runtime API sets come from states; options, and addresses that are not
+// IPs (HAProxy resolved them), come from cfg, since show servers state
+// does not show them and they cannot differ at runtime.
+func liveConfig(cfg *Config, states []ServerState) *Config {
+	byBackend := map[string][]ServerState{}
+	for _, st := range states {
+		byBackend[st.Backend] = append(byBackend[st.Backend], st)
+	}
+	live := &Config{Sections: make([]*Section, len(cfg.Sections))}
+	for i, sec := range cfg.Sections {
+		if !hasServers(sec.Kind) {
+			live.Sections[i] = sec
+			continue
+		}
+		cp := *sec
+		cp.Servers = nil
+		for _, st := range byBackend[sec.Name] {
+			s := Server{Name: st.Name, Addr: st.Addr, Port: st.Port, Weight: st.Weight,
+				Disabled: st.AdminMaint(), Drain: st.Drain()}
+			if want, ok := sec.Server(st.Name); ok {
+				s.Options, s.Defaults, s.Line = want.Options, want.Defaults, want.Line
+				if !want.IsIP() {
+					s.Addr, s.Port = want.Addr, want.Port
+				}
+			}
+			cp.Servers = append(cp.Servers, s)
+		}
+		live.Sections[i] = &cp
+	}
+	return live
+}
