@@ -68,6 +68,10 @@ lb)
   install_rewire
   # The example template binds to the haproxy/bind key (default 127.0.0.1:8000).
   ETCDCTL_API=3 etcdctl --endpoints "$endpoints" put /rewire/haproxy/bind 0.0.0.0:8000
+  # The runtime API (server changes without reloads) and the server-state
+  # file (health and drain kept across reloads and restarts).
+  ETCDCTL_API=3 etcdctl --endpoints "$endpoints" put /rewire/haproxy/stats_socket /run/haproxy/admin.sock
+  ETCDCTL_API=3 etcdctl --endpoints "$endpoints" put /rewire/haproxy/state_file /var/lib/haproxy/server-state
   install -m 0644 "$src/examples/haproxy/haproxy.cfg.tmpl" /etc/rewire/haproxy.cfg.tmpl
   sed "s|ETCD_ENDPOINTS|$(yaml_list "$endpoints")|" "$src/deploy/config/templater.yaml" > /etc/rewire/templater.yaml
   install -m 0644 "$src/deploy/systemd/rewire-templater.service" /etc/systemd/system/
