@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"syscall"
 	"time"
 
 	"github.com/rewire/rewire/render/haproxy"
@@ -168,6 +170,10 @@ func (in *installed) saveState(ctx context.Context, client *haproxy.Client, cfg 
 	}
 	t.metrics.stateSaved(t.cfg.Name, "failed")
 	rmErr := haproxy.RemoveStateFiles(cfg)
-	t.log.Warn("could not save HAProxy's server state; removed the state files, so its next start begins with every server fresh",
+	level := slog.LevelWarn
+	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+		level = slog.LevelInfo // no haproxy running (yet): nothing to keep
+	}
+	t.log.Log(ctx, level, "could not read HAProxy's server state; removed the state files, so its next start begins with every server fresh",
 		"err", err, "remove_err", rmErr)
 }
