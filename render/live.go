@@ -24,7 +24,15 @@ type HAProxyConfig struct {
 	// through it and checks `show proc`: a rejected reload is a failure
 	// (the previous file is put back), not a silent no-op.
 	Master string `yaml:"master"`
+	// Live applies server-only changes through the runtime API; default
+	// true. false reloads on every change, keeping the rest of the block:
+	// the server-state file, and the check that a reload really started
+	// a new worker.
+	Live *bool `yaml:"live"`
 }
+
+// live reports whether server-only changes go through the runtime API.
+func (hc *HAProxyConfig) live() bool { return hc.Live == nil || *hc.Live }
 
 // Reasons a change to a haproxy template was reloaded instead of applied
 // live: the label values of templater_haproxy_reloads_total.
@@ -35,6 +43,7 @@ const (
 	reloadNoSocket  = "no_socket"
 	reloadRefused   = "refused"
 	reloadVerify    = "verify"
+	reloadLiveOff   = "live_off"
 )
 
 // applyLive tries to apply the installed change through the runtime API.
@@ -43,6 +52,9 @@ const (
 // a human explanation.
 func (in *installed) applyLive(ctx context.Context) (reason, why string) {
 	t, hc := in.t, in.t.cfg.HAProxy
+	if !hc.live() {
+		return reloadLiveOff, "haproxy.live is false"
+	}
 	if !in.existed {
 		return reloadFirst, "no previous config to compare with"
 	}
@@ -62,6 +74,7 @@ func (in *installed) applyLive(ctx context.Context) (reason, why string) {
 		return reloadStructure, plan.Reason
 	}
 	if plan.Empty() {
+		in.how = "live: nothing haproxy runs changed"
 		return "", "" // comments or formatting only
 	}
 	socket, ok := hc.socket(newCfg)
@@ -85,6 +98,7 @@ func (in *installed) applyLive(ctx context.Context) (reason, why string) {
 		t.log.Warn("haproxy's live state had drifted from the previous file; repaired through the runtime API", "mismatch", err, "repairs", len(fix.Changes))
 	}
 	t.metrics.live(t.cfg.Name, len(plan.Changes))
+	in.how = fmt.Sprintf("live: %d server changes through the runtime API, no reload", len(plan.Changes))
 	t.log.Info("server changes applied live through the runtime API; no reload", "changes", len(plan.Changes), "path", t.cfg.Destination)
 	// A later reload or restart by someone else must not load a state
 	// file older than these changes.
@@ -176,4 +190,54 @@ func (in *installed) saveState(ctx context.Context, client *haproxy.Client, cfg 
 	}
 	t.log.Log(ctx, level, "could not read HAProxy's server state; removed the state files, so its next start begins with every server fresh",
 		"err", err, "remove_err", rmErr)
+}
+
+// workerWatch is the haproxy worker that served a template's stats socket
+// before a reload.
+type workerWatch struct {
+	in     *installed
+	client *haproxy.Client
+	pid    int
+}
+
+// watchWorker notes which worker answers on the stats socket of the
+// haproxy that runs the previous file, or returns nil when none answers
+// (not running yet, no socket): then there is nothing to compare with.
+func (in *installed) watchWorker(ctx context.Context) *workerWatch {
+	hc := in.t.cfg.HAProxy
+	var running *haproxy.Config
+	if in.existed {
+		running, _ = haproxy.Parse(in.prev)
+	}
+	socket, ok := hc.socket(running)
+	if !ok {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	client := haproxy.NewClient(socket)
+	pid, err := client.WorkerPID(wctx)
+	if err != nil {
+		return nil
+	}
+	return &workerWatch{in: in, client: client, pid: pid}
+}
+
+// wait polls the stats socket until a worker other than the watched one
+// answers, or timeout passes.
+func (w *workerWatch) wait(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if pid, err := w.client.WorkerPID(ctx); err == nil && pid != w.pid {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no new haproxy worker answered on the stats socket within %s (worker %d still does)", timeout, w.pid)
+		case <-tick.C:
+		}
+	}
 }

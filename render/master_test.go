@@ -3,6 +3,7 @@ package render_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"github.com/rewire/rewire/internal/freeport"
 	"net/http"
 	"net/http/httptest"
@@ -191,6 +192,9 @@ func TestHAProxyStateAcrossReload(t *testing.T) {
 	if s := state("up"); !s.Drain() || s.Weight != 10 {
 		t.Errorf("be/up after the drain mark: %+v, want drain with weight 10", s)
 	}
+	if how := tg.Status().LastApply; !strings.HasPrefix(how, "live: 1 server changes") {
+		t.Errorf("Status().LastApply after the drain mark = %q, want live: 1 server changes ...", how)
+	}
 	if s := state("down"); s.Weight != 1 {
 		t.Errorf("be/down weight after the live change = %d, want 1 (the file's; the hand change repaired)", s.Weight)
 	}
@@ -211,6 +215,9 @@ func TestHAProxyStateAcrossReload(t *testing.T) {
 	if got := reloads(); got != r0+1 {
 		t.Errorf("master reloads after a balance change = %d, want %d", got, r0+1)
 	}
+	if how := tg.Status().LastApply; !strings.HasPrefix(how, "reloaded: structure: backend be:") {
+		t.Errorf("Status().LastApply after the balance change = %q, want reloaded: structure: backend be: ...", how)
+	}
 	if s := state("down"); s.OpState != haproxy.OpStopped {
 		t.Errorf("be/down after the reload: %+v, want still down (op state 0): the state file keeps health", s)
 	}
@@ -219,5 +226,90 @@ func TestHAProxyStateAcrossReload(t *testing.T) {
 	}
 	if n := metricValue(t, reg, "templater_haproxy_state_saves_total", "template", "lb", "result", "ok"); n < 2 {
 		t.Errorf("templater_haproxy_state_saves_total{result=ok} = %v, want ≥ 2 (after the live change, before the reload)", n)
+	}
+}
+
+// confirmTmpl is an haproxy config with an admin socket and a key that
+// changes its structure (so every change reloads).
+const confirmTmpl = `global
+    maxconn 64
+    stats socket {{ key "app/dir" }}/admin.sock mode 600 level admin
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 5s
+    timeout server 5s
+frontend fe
+    bind 127.0.0.1:PORT
+    default_backend be
+backend be
+    balance {{ keyOrDefault "app/balance" "roundrobin" }}
+    server s1 127.0.0.1:1
+`
+
+// TestReloadConfirmed: after a reload command, the templater waits for a
+// new haproxy worker on the stats socket. A reload whose signal is lost
+// (the command does nothing the first time) is run again; one that never
+// starts a new worker fails the apply and the previous file comes back.
+func TestReloadConfirmed(t *testing.T) {
+	haproxytest.Binary(t)
+	addr, err := freeport.Addr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "rw-confirm-") // short: unix socket path
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	text := strings.Replace(confirmTmpl, "127.0.0.1:PORT", addr, 1)
+	src := newMemSource(t, map[string]string{"/rewire/app/dir": dir})
+	dest := filepath.Join(dir, "haproxy.cfg")
+	first, err := mkTarget(t, "lb", text, render.TargetConfig{Destination: dest}, render.Options{}).Render(src.Current())
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dest, string(first))
+	p := haproxytest.Start(t, dest)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+
+	// The first run of the reload command loses the signal; later runs
+	// deliver it.
+	mark := filepath.Join(dir, "lost-once")
+	lossy := render.Command{Shell: fmt.Sprintf("if [ -e %[1]s ]; then kill -USR2 %[2]d; else touch %[1]s; fi", mark, p.Pid())}
+	metrics, reg := newMetrics()
+	hc := &render.HAProxyConfig{Timeout: time.Second}
+	tg := mkTarget(t, "lb", text, render.TargetConfig{Destination: dest, Reload: lossy, HAProxy: hc}, render.Options{Metrics: metrics})
+	snap := src.change(t, map[string]string{"/rewire/app/balance": "leastconn"})
+	if changed, err := tg.Apply(ctx, snap); err != nil || !changed {
+		t.Fatalf("Apply(leastconn) with a lost reload signal = %v, %v, want true, nil", changed, err)
+	}
+	if n := metricValue(t, reg, "templater_reloads_total", "template", "lb", "result", "repeated"); n != 1 {
+		t.Errorf("templater_reloads_total{result=repeated} = %v, want 1", n)
+	}
+	// The master re-executes itself on reload: its CLI may refuse for a
+	// moment after the new worker already serves.
+	var st haproxy.ProcStatus
+	waitUntil(t, 10*time.Second, "the master CLI after the reload", func() bool {
+		st, err = haproxy.NewMaster(p.MasterSocket()).ShowProc(ctx)
+		return err == nil
+	})
+	if st.Master.Reloads != 1 {
+		t.Errorf("show proc = %+v: want 1 reload (the lost signal sent again, once)", st)
+	}
+
+	// A reload command that never reloads: the apply fails and the file
+	// that haproxy runs comes back.
+	good := readFile(t, dest)
+	tg = mkTarget(t, "lb", text, render.TargetConfig{Destination: dest, Reload: render.Command{Argv: []string{"true"}}, HAProxy: hc}, render.Options{})
+	snap = src.change(t, map[string]string{"/rewire/app/balance": "first"})
+	_, err = tg.Apply(ctx, snap)
+	var e *render.Error
+	if !errors.As(err, &e) || e.Stage != render.StageReload || !strings.Contains(err.Error(), "no new haproxy worker") {
+		t.Fatalf("Apply with a reload that does nothing = %v, want a reload failure naming the missing worker", err)
+	}
+	if now := readFile(t, dest); now != good {
+		t.Errorf("destination after an unconfirmed reload =\n%s\nwant the previous file back", now)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -117,8 +118,10 @@ type group struct {
 	kick        chan struct{}
 	log         *slog.Logger
 
-	// lastReload is used only by the group's goroutine (or one Apply).
+	// lastReload and reloadTook are used only by the group's goroutine
+	// (or one Apply).
 	lastReload time.Time
+	reloadTook time.Duration // how long the last confirmed reload took to show a new worker
 }
 
 func newGroup(targets []*Target, log *slog.Logger) *group {
@@ -310,6 +313,7 @@ func (g *group) applyOnce(ctx context.Context, snap *schema.Snapshot, force bool
 			continue
 		}
 		if reason, why := in.applyLive(ctx); reason != "" {
+			in.how = "reloaded: " + reason + ": " + why
 			needReload = true
 			in.t.metrics.liveReload(in.t.cfg.Name, reason)
 			in.t.log.Info("reloading: the change cannot be applied live", "reason", reason, "detail", why)
@@ -318,7 +322,11 @@ func (g *group) applyOnce(ctx context.Context, snap *schema.Snapshot, force bool
 	if len(done) > 0 && g.canReload() && needReload {
 		g.pace(ctx)
 		g.saveState(ctx, done, false)
+		watches := g.watchWorkers(ctx, done)
 		output, err := g.reloadNow(ctx, done[0].t.vars(""))
+		if err == nil {
+			err = g.confirmReload(ctx, watches, done[0].t.vars(""))
+		}
 		g.lastReload = time.Now()
 		if err != nil {
 			g.rollback(ctx, done, doneIdx, results, &Error{Stage: StageReload, Output: output, Err: err})
@@ -341,11 +349,18 @@ func (g *group) applyOnce(ctx context.Context, snap *schema.Snapshot, force bool
 		}
 	}
 	for _, in := range done {
-		in.t.commit(snap, in.plan.deps, true)
 		msg := "file updated"
 		if g.canReload() && needReload {
 			msg = "file updated and reloaded"
 		}
+		how := in.how
+		switch {
+		case how == "":
+			how = msg
+		case strings.HasPrefix(how, "live") && needReload && g.canReload():
+			how = "reloaded with the rest of its group (" + how + ")"
+		}
+		in.t.commit(snap, in.plan.deps, true, how)
 		in.t.log.Info(msg, "path", in.t.cfg.Destination, "rev", snap.Rev)
 	}
 	for i, t := range g.targets {
@@ -389,6 +404,60 @@ func (g *group) rollback(ctx context.Context, done []*installed, idx []int, resu
 		in.t.metrics.reload(in.t.cfg.Name, "restored")
 		in.t.log.Error("change rolled back; the previous file is back in place", "stage", cause.Stage, "err", &e)
 	}
+}
+
+// watchWorkers notes the haproxy worker behind each haproxy template of
+// the group before a reload by command. (A reload through the master CLI
+// waits for the new worker itself.)
+func (g *group) watchWorkers(ctx context.Context, done []*installed) []*workerWatch {
+	if g.reload.IsZero() {
+		return nil
+	}
+	var ws []*workerWatch
+	for _, in := range done {
+		if in.t.cfg.HAProxy != nil {
+			if w := in.watchWorker(ctx); w != nil {
+				ws = append(ws, w)
+			}
+		}
+	}
+	return ws
+}
+
+// confirmReload waits until a new haproxy worker serves each watched
+// stats socket. A reload signal can be lost (HAProxy 2.6's master misses
+// a SIGUSR2 that arrives while it re-executes itself for the previous
+// one: measured, 2 of 11 reloads 150 ms apart), so when no new worker
+// shows up it reloads once more before giving up.
+func (g *group) confirmReload(ctx context.Context, ws []*workerWatch, v cmdVars) error {
+	timeout := g.timeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	for _, w := range ws {
+		wait := min(timeout, w.in.t.cfg.HAProxy.timeout())
+		// A lost signal should not cost the whole timeout: give the first
+		// try a few times what the last confirmed reload took.
+		first := wait
+		if g.reloadTook > 0 {
+			first = min(wait, max(time.Second, 4*g.reloadTook))
+		}
+		t0 := time.Now()
+		err := w.wait(ctx, first)
+		if err == nil {
+			g.reloadTook = time.Since(t0)
+			continue
+		}
+		w.in.t.log.Warn("reload command ran but haproxy did not reload; running it again", "err", err)
+		w.in.t.metrics.reload(w.in.t.cfg.Name, "repeated")
+		if _, rerr := g.reload.run(ctx, v, g.timeout); rerr != nil {
+			return rerr
+		}
+		if err := w.wait(ctx, wait); err != nil {
+			return fmt.Errorf("%w: the reload command ran twice but %v: haproxy may have rejected the new config (see its log)", ErrCommand, err)
+		}
+	}
+	return nil
 }
 
 // saveState writes the server-state files of the group's haproxy

@@ -138,6 +138,7 @@ type Target struct {
 	applied     *schema.Snapshot // the snapshot the file reflects
 	lastErr     error
 	lastChange  time.Time
+	lastApply   string // how the last change reached its consumer
 	held        *hold
 	heldSince   time.Time
 }
@@ -324,7 +325,7 @@ func (t *Target) plan(snap *schema.Snapshot, force bool) (*planned, error) {
 		return nil, &Error{Template: t.cfg.Name, Stage: StageWrite, Err: readErr}
 	}
 	if readErr == nil && bytes.Equal(old, out) {
-		t.commit(snap, deps, false)
+		t.commit(snap, deps, false, "")
 		return nil, nil
 	}
 	t.mu.Lock()
@@ -366,6 +367,7 @@ type TargetStatus struct {
 	Destination string    `json:"destination"`
 	Revision    int64     `json:"revision"`              // the etcd revision the file reflects
 	LastChange  time.Time `json:"last_change,omitzero"`  // when the file last changed
+	LastApply   string    `json:"last_apply,omitempty"`  // how that change was applied: "reloaded", "live: 2 server changes", "reloaded: structure: ..."
 	Services    []string  `json:"services"`              // services the last render read
 	Error       string    `json:"error,omitempty"`       // the last failure, until an apply succeeds
 	Held        string    `json:"held,omitempty"`        // why a guard keeps the current file
@@ -379,7 +381,7 @@ func (t *Target) Status() TargetStatus {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st := TargetStatus{Name: t.cfg.Name, Source: t.cfg.Source, Destination: t.cfg.Destination,
-		LastChange: t.lastChange, Services: t.deps.Services()}
+		LastChange: t.lastChange, LastApply: t.lastApply, Services: t.deps.Services()}
 	if st.Services == nil {
 		st.Services = []string{}
 	}
@@ -419,13 +421,13 @@ func (t *Target) holdUntil() time.Time {
 
 // commit records that the destination now reflects snap. Nothing is held
 // any more: a change held earlier was undone if the bytes came out equal.
-func (t *Target) commit(snap *schema.Snapshot, deps *Deps, changed bool) {
+func (t *Target) commit(snap *schema.Snapshot, deps *Deps, changed bool, how string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.deps, t.applied, t.lastErr, t.tmplChanged = deps, snap, nil, false
 	t.held, t.heldSince = nil, time.Time{}
 	if changed {
-		t.lastChange = time.Now()
+		t.lastChange, t.lastApply = time.Now(), how
 	}
 }
 
@@ -445,6 +447,7 @@ func (t *Target) vars(staged string) cmdVars {
 type installed struct {
 	t       *Target
 	plan    *planned
+	how     string // for haproxy templates: "live: ..." or the reason it reloads
 	prev    []byte
 	existed bool
 }

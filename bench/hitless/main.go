@@ -40,6 +40,7 @@ type options struct {
 	conns, changes               int
 	sizes                        []int
 	seed                         uint64
+	modes                        []bool // live, reload
 }
 
 func main() {
@@ -52,7 +53,18 @@ func main() {
 	flag.IntVar(&o.changes, "changes", 100, "health flips per propagation size")
 	flag.StringVar(&sizes, "sizes", "10,1000", "server counts for propagation")
 	flag.Uint64Var(&o.seed, "seed", 5, "seed of the change order")
+	modes := flag.String("modes", "live,reload", "modes to run: live (runtime API), reload (every change)")
 	flag.Parse()
+	for _, m := range strings.Split(*modes, ",") {
+		switch m {
+		case "live":
+			o.modes = append(o.modes, true)
+		case "reload":
+			o.modes = append(o.modes, false)
+		default:
+			fatal(fmt.Errorf("-modes: unknown mode %q (want live or reload)", m))
+		}
+	}
 	for _, s := range strings.Split(sizes, ",") {
 		n, err := strconv.Atoi(s)
 		if err != nil {
@@ -88,7 +100,7 @@ func run(o options) error {
 	fmt.Println("| mode | changes | reloads | requests | non-2xx | socket errors | p99 latency |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
 	var notes []string
-	for _, live := range []bool{true, false} {
+	for _, live := range o.modes {
 		row, note, err := underLoad(ctx, o, live)
 		if err != nil {
 			return err
@@ -104,7 +116,7 @@ func run(o options) error {
 	fmt.Println("| servers | mode | p50 | p99 | max |")
 	fmt.Println("|---:|---|---:|---:|---:|")
 	for _, n := range o.sizes {
-		for _, live := range []bool{true, false} {
+		for _, live := range o.modes {
 			row, err := propagation(ctx, o, n, live)
 			if err != nil {
 				return err
@@ -119,7 +131,7 @@ func mode(live bool) string {
 	if live {
 		return "live (runtime API)"
 	}
-	return "reload (no haproxy: block)"
+	return "reload (haproxy.live false)"
 }
 
 // newLab starts etcd and the lab in a fresh short directory.
@@ -159,7 +171,7 @@ func underLoad(ctx context.Context, o options, live bool) (row, note string, err
 	elapsed := time.Since(t0)
 	res := load.Stop()
 	if err != nil {
-		return "", "", fmt.Errorf("%s: after %d writes: %w\n%s", mode(live), writes, err, l.Log("templater"))
+		return "", "", fmt.Errorf("%s: after %d writes: %w\ntemplater log:\n%s\nhaproxy log:\n%s", mode(live), writes, err, l.Log("templater"), l.Log("haproxy"))
 	}
 	after, err := l.MetricSamples("templater_")
 	if err != nil {

@@ -37,7 +37,7 @@ var statusPage = template.Must(template.New("status").Parse(`<!doctype html>
 <table><tr><th>template</th><th>destination</th><th>revision</th><th>last change</th><th>services</th><th>state</th></tr>
 {{range .Templates}}<tr class="{{if or .Error .ParseError}}bad{{else if .Held}}held{{end}}">
 <td>{{.Name}}</td><td>{{.Destination}}</td><td>{{.Revision}}</td>
-<td>{{if .LastChange.IsZero}}—{{else}}{{.LastChange.Format "2006-01-02 15:04:05"}}{{end}}</td>
+<td>{{if .LastChange.IsZero}}—{{else}}{{.LastChange.Format "2006-01-02 15:04:05"}}{{with .LastApply}}<br><small>{{.}}</small>{{end}}{{end}}</td>
 <td>{{range $i, $s := .Services}}{{if $i}}, {{end}}{{$s}}{{end}}</td>
 <td>{{if .Held}}held by {{.HeldBy}}: {{.Held}}{{if not .HeldUntil.IsZero}} (until {{.HeldUntil.Format "15:04:05"}}){{end}}<br>{{end}}
 {{with .Error}}failing: {{.}}<br>{{end}}{{with .ParseError}}source does not parse (previous template in use): {{.}}{{end}}
@@ -113,6 +113,9 @@ func printStatus(w io.Writer, st Status) {
 		last := "-"
 		if !t.LastChange.IsZero() {
 			last = t.LastChange.Local().Format("2006-01-02 15:04:05")
+			if t.LastApply != "" {
+				last += " (" + firstLine(t.LastApply) + ")"
+			}
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", t.Name, t.Revision, last, state, t.Destination)
 	}

@@ -389,3 +389,23 @@ func (c *Client) ShowStat(ctx context.Context) ([]map[string]string, error) {
 	}
 	return parseStat(out)
 }
+
+// WorkerPID returns the process id of the haproxy worker answering on the
+// stats socket (`show info`, "Pid:"). After a reload the new worker takes
+// the socket over, so a new pid there means the reload happened.
+func (c *Client) WorkerPID(ctx context.Context) (int, error) {
+	out, err := c.Command(ctx, "show info")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(out) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "Pid:"); ok {
+			pid, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				return 0, fmt.Errorf("%w: show info: Pid %q", ErrProtocol, strings.TrimSpace(v))
+			}
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: show info has no Pid line", ErrProtocol)
+}

@@ -115,8 +115,9 @@ func unquote(w string) string {
 // at runtime survives a config that says otherwise. cfg is the truth:
 // each server is written with cfg's address, port, weight, disabled and
 // DrainMark; a server whose address or port in cfg differs from the
-// running one, whose address in cfg is not an IP, or that cfg does not
-// have, gets no line, so it starts fresh. Files are replaced atomically.
+// running one, whose address in cfg is not an IP, that is in maintenance
+// (its health is unknown), or that cfg does not have, gets no line, so it
+// starts fresh. Files are replaced atomically.
 //
 // It returns the paths written. On error nothing is half-written, but
 // files may be stale: call RemoveStateFiles.
@@ -167,6 +168,13 @@ func SaveState(ctx context.Context, c *Client, cfg *Config) ([]string, error) {
 		}
 		live, err := parseIP(f[col["srv_addr"]])
 		if err != nil || live.Unmap() != ip.Unmap() || f[col["srv_port"]] != strconv.Itoa(srv.Port) {
+			continue
+		}
+		// A server in maintenance is stopped and its checks are paused:
+		// its operational state says nothing about its health. Loaded
+		// for a server the new config enables, it would keep the server
+		// down (for good when it has no checks to bring it up).
+		if st, err := newServerState(tab.header, f); err != nil || st.Maint() || st.AdminMaint() {
 			continue
 		}
 		admin := 0

@@ -102,6 +102,7 @@ backend be
     server weighed 127.0.0.1:` + upPort + ` weight 10
     server drained 127.0.0.1:` + upPort + ` weight 10
     server maint 127.0.0.1:` + upPort + ` disabled
+    server revived 127.0.0.1:` + upPort + ` disabled
     server gone 127.0.0.1:` + upPort + `
 `)
 	after := body(`    server down 127.0.0.1:` + upPort + `
@@ -109,6 +110,7 @@ backend be
     server weighed 127.0.0.1:` + upPort + ` weight 10
     server drained 127.0.0.1:` + upPort + ` weight 10  # draining, rewire:drain
     server maint 127.0.0.1:` + upPort + ` disabled
+    server revived 127.0.0.1:` + upPort + `
     server new 127.0.0.1:` + upPort + `
 `)
 	l := newLab(t, before)
@@ -161,6 +163,7 @@ backend be
 	check("weighed", got["weighed"].Weight == 10, "weight 10, the config's, not the 50 set by hand")
 	check("drained", got["drained"].Drain() && got["drained"].Weight == 10, "draining (the mark), weight 10")
 	check("maint", got["maint"].AdminMaint(), "in maintenance (disabled)")
+	check("revived", got["revived"].OpState == haproxy.OpRunning && got["revived"].AdminState == 0, "up and ready: out of maintenance, its stopped state was not carried over")
 	check("new", got["new"].OpState == haproxy.OpRunning && got["new"].AdminState == 0, "up and ready (fresh)")
 	if err := haproxy.Verify(ctx, l.client, next); err != nil {
 		t.Errorf("Verify after reload: %v", err)

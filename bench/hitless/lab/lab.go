@@ -51,8 +51,9 @@ type Options struct {
 	// Dir holds the rendered config, sockets and logs. Keep it short: a
 	// unix socket path must fit in 107 bytes.
 	Dir string
-	// Live gives the template a `haproxy: {}` block (runtime API);
-	// without it every change reloads.
+	// Live gives the template `haproxy: {}` (server changes through the
+	// runtime API); false gives it `haproxy: {live: false}`: every change
+	// reloads.
 	Live bool
 	// Instances registered before haproxy starts (web-1...).
 	Instances int
@@ -148,6 +149,10 @@ func Start(ctx context.Context, o Options) (l *Lab, err error) {
 	fmt.Fprintf(&cfg, "    reload: %q\n", fmt.Sprintf("if [ -s %s ]; then kill -USR2 $(cat %s); fi", pid, pid))
 	if o.Live {
 		cfg.WriteString("    haproxy: {}\n")
+	} else {
+		// The runtime API off: every change reloads (and the templater
+		// checks that a new worker took over).
+		cfg.WriteString("    haproxy: {live: false}\n")
 	}
 	cfgPath := filepath.Join(o.Dir, "templater.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg.String()), 0o644); err != nil {
