@@ -5,7 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"syscall"
+	"net"
+	"os"
 	"time"
 
 	"github.com/rewire/rewire/render/haproxy"
@@ -102,7 +103,7 @@ func (in *installed) applyLive(ctx context.Context) (reason, why string) {
 	t.log.Info("server changes applied live through the runtime API; no reload", "changes", len(plan.Changes), "path", t.cfg.Destination)
 	// A later reload or restart by someone else must not load a state
 	// file older than these changes.
-	in.saveState(actx, client, newCfg)
+	t.saveState(actx, client, newCfg)
 	return "", ""
 }
 
@@ -125,29 +126,66 @@ func (hc *HAProxyConfig) timeout() time.Duration {
 	return hc.Timeout
 }
 
-// saveBeforeReload writes the server-state files of the config about to be
-// loaded (the new one, or the previous one when rolling back), from the
-// running haproxy, so the reload keeps each server's health. The running
-// haproxy is the one the previous file started: its socket is asked.
-func (in *installed) saveBeforeReload(ctx context.Context, rollback bool) {
-	hc := in.t.cfg.HAProxy
-	next := in.plan.out
-	if rollback {
-		next = in.prev
+// reloadSide is an haproxy template of a group about to reload: the
+// config haproxy runs now and the one the reload makes it load (the same
+// bytes for a template whose file did not change this round).
+type reloadSide struct {
+	t       *Target
+	running *haproxy.Config // nil when unknown (first render)
+	next    *haproxy.Config
+}
+
+// reloadSides returns the group's haproxy templates around a reload of
+// the files in done (rollback: back to their previous files). Templates
+// of the group that did not change load their current file again, so
+// they need a fresh state file too.
+func (g *group) reloadSides(done []*installed, rollback bool) []reloadSide {
+	changed := map[*Target]*installed{}
+	for _, in := range done {
+		changed[in.t] = in
 	}
-	cfg, err := haproxy.Parse(next)
-	if err != nil {
-		return // haproxy -c accepted it, so it has little to load; nothing to reconcile against
-	}
-	running := cfg
-	if in.existed {
-		if prev, err := haproxy.Parse(in.prev); err == nil {
-			running = prev
+	var sides []reloadSide
+	for _, t := range g.targets {
+		if t.cfg.HAProxy == nil {
+			continue
 		}
+		var running, next []byte
+		if in := changed[t]; in != nil {
+			if in.existed {
+				running = in.prev
+			}
+			next = in.plan.out
+			if rollback {
+				next = in.prev
+			}
+		} else {
+			cur, err := os.ReadFile(t.cfg.Destination)
+			if err != nil {
+				continue
+			}
+			running, next = cur, cur
+		}
+		side := reloadSide{t: t}
+		var err error
+		if side.next, err = haproxy.Parse(next); err != nil {
+			continue // haproxy -c accepted it; nothing this package can reconcile against
+		}
+		if running != nil {
+			side.running, _ = haproxy.Parse(running)
+		}
+		sides = append(sides, side)
 	}
-	socket, ok := hc.socket(running)
+	return sides
+}
+
+// saveBeforeReload writes the server-state files of the config about to
+// be loaded, from the haproxy that runs now (its socket is asked), so the
+// reload keeps each server's health.
+func (s reloadSide) saveBeforeReload(ctx context.Context) {
+	hc := s.t.cfg.HAProxy
+	socket, ok := hc.socket(s.running)
 	if !ok {
-		socket, ok = hc.socket(cfg)
+		socket, ok = hc.socket(s.next)
 	}
 	sctx, cancel := context.WithTimeout(ctx, hc.timeout())
 	defer cancel()
@@ -155,15 +193,14 @@ func (in *installed) saveBeforeReload(ctx context.Context, rollback bool) {
 	if ok {
 		client = haproxy.NewClient(socket)
 	}
-	in.saveState(sctx, client, cfg)
+	s.t.saveState(sctx, client, s.next)
 }
 
 // saveState writes cfg's server-state files from client's haproxy (see
 // haproxy.SaveState). When that fails (no haproxy running, no socket),
 // it removes them instead: a stale state file would bring back old
 // addresses and states on the next start.
-func (in *installed) saveState(ctx context.Context, client *haproxy.Client, cfg *haproxy.Config) {
-	t := in.t
+func (t *Target) saveState(ctx context.Context, client *haproxy.Client, cfg *haproxy.Config) {
 	files, err := cfg.StateFiles()
 	if err != nil {
 		t.log.Warn("server-state file not written", "err", err)
@@ -183,44 +220,52 @@ func (in *installed) saveState(ctx context.Context, client *haproxy.Client, cfg 
 		return
 	}
 	t.metrics.stateSaved(t.cfg.Name, "failed")
-	rmErr := haproxy.RemoveStateFiles(cfg)
-	level := slog.LevelWarn
-	if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
-		level = slog.LevelInfo // no haproxy running (yet): nothing to keep
+	level, msg := slog.LevelWarn, "could not save HAProxy's server state"
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		// No haproxy running (yet): nothing to keep.
+		level, msg = slog.LevelInfo, "no haproxy answers on the stats socket to save server state from"
 	}
-	t.log.Log(ctx, level, "could not read HAProxy's server state; removed the state files, so its next start begins with every server fresh",
-		"err", err, "remove_err", rmErr)
+	if rmErr := haproxy.RemoveStateFiles(cfg); rmErr != nil {
+		t.log.Error(msg+"; removing the stale state files failed too: haproxy may load old state on its next start",
+			"err", err, "remove_err", rmErr)
+		return
+	}
+	t.log.Log(ctx, level, msg+"; removed the state files, so haproxy's next start begins with every server fresh", "err", err)
 }
 
 // workerWatch is the haproxy worker that served a template's stats socket
-// before a reload.
+// before a reload, and the socket the new one will serve.
 type workerWatch struct {
-	in     *installed
-	client *haproxy.Client
+	t      *Target
+	client *haproxy.Client // on the next config's socket
 	pid    int
 }
 
 // watchWorker notes which worker answers on the stats socket of the
-// haproxy that runs the previous file, or returns nil when none answers
-// (not running yet, no socket): then there is nothing to compare with.
-func (in *installed) watchWorker(ctx context.Context) *workerWatch {
-	hc := in.t.cfg.HAProxy
-	var running *haproxy.Config
-	if in.existed {
-		running, _ = haproxy.Parse(in.prev)
+// haproxy that runs now, or returns nil when none answers (not running
+// yet, no socket) or the next config has no socket: then there is nothing
+// to compare with.
+func (s reloadSide) watchWorker(ctx context.Context) *workerWatch {
+	hc := s.t.cfg.HAProxy
+	if s.running == nil {
+		return nil
 	}
-	socket, ok := hc.socket(running)
+	oldSock, ok := hc.socket(s.running)
+	if !ok {
+		return nil
+	}
+	newSock, ok := hc.socket(s.next)
 	if !ok {
 		return nil
 	}
 	wctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	client := haproxy.NewClient(socket)
-	pid, err := client.WorkerPID(wctx)
+	pid, err := haproxy.NewClient(oldSock).WorkerPID(wctx)
 	if err != nil {
 		return nil
 	}
-	return &workerWatch{in: in, client: client, pid: pid}
+	return &workerWatch{t: s.t, client: haproxy.NewClient(newSock), pid: pid}
 }
 
 // wait polls the stats socket until a worker other than the watched one

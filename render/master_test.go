@@ -233,7 +233,7 @@ func TestHAProxyStateAcrossReload(t *testing.T) {
 // changes its structure (so every change reloads).
 const confirmTmpl = `global
     maxconn 64
-    stats socket {{ key "app/dir" }}/admin.sock mode 600 level admin
+    stats socket {{ key "app/dir" }}/{{ keyOrDefault "app/sock" "admin.sock" }} mode 600 level admin
 defaults
     mode http
     timeout connect 1s
@@ -297,6 +297,15 @@ func TestReloadConfirmed(t *testing.T) {
 	})
 	if st.Master.Reloads != 1 {
 		t.Errorf("show proc = %+v: want 1 reload (the lost signal sent again, once)", st)
+	}
+
+	// The stats socket moves: the new worker is looked for on the new one.
+	snap = src.change(t, map[string]string{"/rewire/app/sock": "moved.sock"})
+	if changed, err := tg.Apply(ctx, snap); err != nil || !changed {
+		t.Fatalf("Apply(stats socket moved) = %v, %v, want true, nil", changed, err)
+	}
+	if n := metricValue(t, reg, "templater_reloads_total", "template", "lb", "result", "repeated"); n != 1 {
+		t.Errorf("templater_reloads_total{result=repeated} after the socket moved = %v, want still 1", n)
 	}
 
 	// A reload command that never reloads: the apply fails and the file

@@ -321,8 +321,17 @@ func (g *group) applyOnce(ctx context.Context, snap *schema.Snapshot, force bool
 	}
 	if len(done) > 0 && g.canReload() && needReload {
 		g.pace(ctx)
-		g.saveState(ctx, done, false)
-		watches := g.watchWorkers(ctx, done)
+		sides := g.reloadSides(done, false)
+		var watches []*workerWatch
+		for _, side := range sides {
+			side.saveBeforeReload(ctx)
+			// A reload through the master CLI waits for the new worker itself.
+			if !g.reload.IsZero() {
+				if w := side.watchWorker(ctx); w != nil {
+					watches = append(watches, w)
+				}
+			}
+		}
 		output, err := g.reloadNow(ctx, done[0].t.vars(""))
 		if err == nil {
 			err = g.confirmReload(ctx, watches, done[0].t.vars(""))
@@ -359,6 +368,8 @@ func (g *group) applyOnce(ctx context.Context, snap *schema.Snapshot, force bool
 			how = msg
 		case strings.HasPrefix(how, "live") && needReload && g.canReload():
 			how = "reloaded with the rest of its group (" + how + ")"
+		case strings.HasPrefix(how, "reloaded: ") && !g.canReload():
+			how = "file updated, not reloaded (no reload command or haproxy.master): " + strings.TrimPrefix(how, "reloaded: ")
 		}
 		in.t.commit(snap, in.plan.deps, true, how)
 		in.t.log.Info(msg, "path", in.t.cfg.Destination, "rev", snap.Rev)
@@ -383,7 +394,9 @@ func (g *group) rollback(ctx context.Context, done []*installed, idx []int, resu
 		}
 	}
 	if g.canReload() && restoreErr == nil {
-		g.saveState(ctx, done, true)
+		for _, side := range g.reloadSides(done, true) {
+			side.saveBeforeReload(ctx)
+		}
 		if _, err := g.reloadNow(ctx, done[0].t.vars("")); err != nil {
 			what := "file"
 			if len(done) > 1 {
@@ -406,24 +419,6 @@ func (g *group) rollback(ctx context.Context, done []*installed, idx []int, resu
 	}
 }
 
-// watchWorkers notes the haproxy worker behind each haproxy template of
-// the group before a reload by command. (A reload through the master CLI
-// waits for the new worker itself.)
-func (g *group) watchWorkers(ctx context.Context, done []*installed) []*workerWatch {
-	if g.reload.IsZero() {
-		return nil
-	}
-	var ws []*workerWatch
-	for _, in := range done {
-		if in.t.cfg.HAProxy != nil {
-			if w := in.watchWorker(ctx); w != nil {
-				ws = append(ws, w)
-			}
-		}
-	}
-	return ws
-}
-
 // confirmReload waits until a new haproxy worker serves each watched
 // stats socket. A reload signal can be lost (HAProxy 2.6's master misses
 // a SIGUSR2 that arrives while it re-executes itself for the previous
@@ -435,12 +430,12 @@ func (g *group) confirmReload(ctx context.Context, ws []*workerWatch, v cmdVars)
 		timeout = 30 * time.Second
 	}
 	for _, w := range ws {
-		wait := min(timeout, w.in.t.cfg.HAProxy.timeout())
+		wait := min(timeout, w.t.cfg.HAProxy.timeout())
 		// A lost signal should not cost the whole timeout: give the first
 		// try a few times what the last confirmed reload took.
 		first := wait
 		if g.reloadTook > 0 {
-			first = min(wait, max(time.Second, 4*g.reloadTook))
+			first = min(wait, max(2*time.Second, 4*g.reloadTook))
 		}
 		t0 := time.Now()
 		err := w.wait(ctx, first)
@@ -448,8 +443,11 @@ func (g *group) confirmReload(ctx context.Context, ws []*workerWatch, v cmdVars)
 			g.reloadTook = time.Since(t0)
 			continue
 		}
-		w.in.t.log.Warn("reload command ran but haproxy did not reload; running it again", "err", err)
-		w.in.t.metrics.reload(w.in.t.cfg.Name, "repeated")
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		w.t.log.Warn("reload command ran but haproxy did not reload; running it again", "err", err)
+		w.t.metrics.reload(w.t.cfg.Name, "repeated")
 		if _, rerr := g.reload.run(ctx, v, g.timeout); rerr != nil {
 			return rerr
 		}
@@ -458,16 +456,6 @@ func (g *group) confirmReload(ctx context.Context, ws []*workerWatch, v cmdVars)
 		}
 	}
 	return nil
-}
-
-// saveState writes the server-state files of the group's haproxy
-// templates before a reload (see installed.saveBeforeReload).
-func (g *group) saveState(ctx context.Context, done []*installed, rollback bool) {
-	for _, in := range done {
-		if in.t.cfg.HAProxy != nil {
-			in.saveBeforeReload(ctx, rollback)
-		}
-	}
 }
 
 // pace waits until the reload minimum interval has passed.

@@ -367,7 +367,7 @@ type TargetStatus struct {
 	Destination string    `json:"destination"`
 	Revision    int64     `json:"revision"`              // the etcd revision the file reflects
 	LastChange  time.Time `json:"last_change,omitzero"`  // when the file last changed
-	LastApply   string    `json:"last_apply,omitempty"`  // how that change was applied: "reloaded", "live: 2 server changes", "reloaded: structure: ..."
+	LastApply   string    `json:"last_apply,omitempty"`  // how it went out: "file updated and reloaded", "live: 2 server changes ...", "reloaded: structure: ..."
 	Services    []string  `json:"services"`              // services the last render read
 	Error       string    `json:"error,omitempty"`       // the last failure, until an apply succeeds
 	Held        string    `json:"held,omitempty"`        // why a guard keeps the current file

@@ -237,7 +237,8 @@ func (c *Client) SetAddr(ctx context.Context, backend, server string, addr netip
 // AddServer adds s to backend at runtime and makes it live: HAProxy 2.6
 // creates dynamic servers in maintenance with health checks off, so it
 // also enables health (with "check" in s.Options), the agent (with
-// "agent-check") and, unless s.Disabled, the server. The backend must use
+// "agent-check") and, unless s.Disabled, the server (in drain when
+// s.Drain). The backend must use
 // a dynamic algorithm (ErrStaticBackend), s.Addr must be an IP address,
 // and dynamic servers inherit nothing from default-server: s.Options must
 // hold every option (Diff merges them into Change.Options). When the add
@@ -248,10 +249,7 @@ func (c *Client) AddServer(ctx context.Context, backend string, s Server) error 
 		return fmt.Errorf("haproxy: add server %s/%s: %w: %v", backend, s.Name, ErrInvalidArgument, err)
 	}
 	ch := Change{Kind: KindAdd, Backend: backend, Server: s.Name, Addr: ip.String(), Port: s.Port,
-		Weight: s.Weight, State: StateReady, Options: s.Options}
-	if s.Disabled {
-		ch.State = StateMaint
-	}
+		Weight: s.Weight, State: s.state(), Options: s.Options}
 	return c.Apply(ctx, Plan{Changes: []Change{ch}})
 }
 

@@ -9,8 +9,8 @@ import (
 // from `show servers state` rather than from a previous config: it repairs
 // drift (a change made by hand, an haproxy started from the file without
 // the runtime-only drain state, a change applied halfway). It returns the
-// plan it applied (empty when nothing differed) and then verifies; a plan
-// that needs a reload (a backend that cannot take a missing server, a
+// plan it applied (empty when nothing differed) and the outcome of Verify
+// afterwards; a plan that needs a reload (a backend that cannot take a missing server, a
 // server whose options differ) is returned with ErrReloadRequired.
 //
 // Unlike Verify, it also ends a drain set by hand on a server whose line
@@ -27,12 +27,14 @@ func Converge(ctx context.Context, c *Client, cfg *Config) (Plan, error) {
 	if plan.Reload {
 		return plan, fmt.Errorf("%w: %s", ErrReloadRequired, plan.Reason)
 	}
-	if plan.Empty() {
-		return plan, nil
+	if !plan.Empty() {
+		if err := c.Apply(ctx, plan); err != nil {
+			return plan, err
+		}
 	}
-	if err := c.Apply(ctx, plan); err != nil {
-		return plan, err
-	}
+	// Also when there was nothing to apply: some differences Verify sees
+	// cannot be repaired this way (a backend the config lacks, the port of
+	// a server given by name), and must not pass for repaired.
 	return plan, Verify(ctx, c, cfg)
 }
 
@@ -54,7 +56,11 @@ func liveConfig(cfg *Config, states []ServerState) *Config {
 		}
 		cp := *sec
 		cp.Servers = nil
+		templated := templateNames(sec)
 		for _, st := range byBackend[sec.Name] {
+			if templated[st.Name] {
+				continue // made by a server-template line: not Diff's business
+			}
 			s := Server{Name: st.Name, Addr: st.Addr, Port: st.Port, Weight: st.Weight,
 				Disabled: st.AdminMaint(), Drain: st.Drain()}
 			if want, ok := sec.Server(st.Name); ok {

@@ -194,12 +194,14 @@ backend be
 // TestConverge: an haproxy started from a file with a drain mark does not
 // drain (no config keyword does), and hand changes drift from the file;
 // Converge repairs both from the live state, and Verify then passes.
+// Servers made by server-template are left alone.
 func TestConverge(t *testing.T) {
 	body := `backend be
     balance roundrobin
     server a 127.0.0.1:9001 weight 10  # rewire:drain
     server b 127.0.0.1:9002 weight 10
     server c 127.0.0.1:9003 weight 10 disabled
+    server-template tpl 2 127.0.0.1:9100
 `
 	l := newLab(t, body)
 	cfg := l.parse(body)
