@@ -322,3 +322,68 @@ func TestReloadConfirmed(t *testing.T) {
 		t.Errorf("destination after an unconfirmed reload =\n%s\nwant the previous file back", now)
 	}
 }
+
+// TestGroupReloadSavesUnchangedHAProxyState: an haproxy template shares its
+// reload with another template. A change to the other one alone reloads
+// haproxy too, so the haproxy template's state file is written then as
+// well: the server haproxy found down stays down.
+func TestGroupReloadSavesUnchangedHAProxyState(t *testing.T) {
+	haproxytest.Binary(t)
+	addr, err := freeport.Addr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(up.Close)
+	dir, err := os.MkdirTemp("", "rw-group-") // short: unix socket path
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	text := strings.Replace(stateTmpl, "127.0.0.1:PORT", addr, 1)
+	src := newMemSource(t, map[string]string{"/rewire/app/dir": dir, "/rewire/app/up": strings.TrimPrefix(up.URL, "http://"), "/rewire/app/msg": "0"})
+	dest := filepath.Join(dir, "haproxy.cfg")
+	first, err := mkTarget(t, "lb", text, render.TargetConfig{Destination: dest}, render.Options{}).Render(src.Current())
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dest, string(first))
+	p := haproxytest.Start(t, dest)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	client := haproxy.NewClient(filepath.Join(dir, "admin.sock"))
+	if _, err := client.Command(ctx, "set server be/down health down"); err != nil {
+		t.Fatal(err)
+	}
+
+	reload := render.Shell(fmt.Sprintf("kill -USR2 %d", p.Pid()))
+	m, reg := newMetrics()
+	lb := mkTarget(t, "lb", text, render.TargetConfig{Destination: dest, Reload: reload, HAProxy: &render.HAProxyConfig{}}, render.Options{Metrics: m})
+	other := mkTarget(t, "map", "msg {{ key \"app/msg\" }}\n", render.TargetConfig{Reload: reload}, render.Options{Metrics: m})
+	startRunner(t, render.RunnerOptions{Source: src, Targets: []*render.Target{lb, other}})
+	src.change(t, map[string]string{"/rewire/app/msg": "1"})
+	rev := float64(src.Current().Rev)
+	waitUntil(t, 20*time.Second, "the map template's change applied", func() bool {
+		return metricValue(t, reg, "templater_template_revision", "template", "map") == rev
+	})
+	var st haproxy.ProcStatus
+	waitUntil(t, 10*time.Second, "the master CLI after the reload", func() bool {
+		st, err = haproxy.NewMaster(p.MasterSocket()).ShowProc(ctx)
+		return err == nil
+	})
+	if st.Master.Reloads == 0 {
+		t.Fatalf("show proc = %+v: want haproxy reloaded with its group", st)
+	}
+	states, err := client.ShowServersState(ctx, "be")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range states {
+		if s.Name == "down" && s.OpState != haproxy.OpStopped {
+			t.Errorf("be/down after a group reload = %+v, want still down: the unchanged haproxy template's state file must be written too", s)
+		}
+	}
+	if n := metricValue(t, reg, "templater_haproxy_state_saves_total", "template", "lb", "result", "ok"); n < 1 {
+		t.Errorf("templater_haproxy_state_saves_total{template=lb,result=ok} = %v, want ≥ 1", n)
+	}
+}
