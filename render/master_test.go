@@ -95,6 +95,65 @@ func TestMasterCLIReload(t *testing.T) {
 	}
 }
 
+// haproxyLab is a real master-worker haproxy started on the first render
+// of a template, in a short directory (unix socket paths are limited to
+// 107 bytes) that the template reads as key app/dir.
+type haproxyLab struct {
+	dir, dest, text string // text: the template, with its bind address filled in
+	src             *memSource
+	proc            *haproxytest.Proc
+	client          *haproxy.Client // on {{app/dir}}/admin.sock
+}
+
+// startHAProxyLab replaces 127.0.0.1:PORT in tmpl by a free address, renders
+// it with kv (plus app/dir and, when up is set, app/up: the address of a
+// live HTTP server) and starts haproxy on the result.
+func startHAProxyLab(t *testing.T, tmpl string, kv map[string]string, up bool) *haproxyLab {
+	t.Helper()
+	haproxytest.Binary(t)
+	addr, err := freeport.Addr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "rw-hx-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	all := map[string]string{"/rewire/app/dir": dir}
+	if up {
+		srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+		t.Cleanup(srv.Close)
+		all["/rewire/app/up"] = strings.TrimPrefix(srv.URL, "http://")
+	}
+	for k, v := range kv {
+		all[k] = v
+	}
+	l := &haproxyLab{dir: dir, dest: filepath.Join(dir, "haproxy.cfg"), text: strings.Replace(tmpl, "127.0.0.1:PORT", addr, 1),
+		src: newMemSource(t, all), client: haproxy.NewClient(filepath.Join(dir, "admin.sock"))}
+	first, err := mkTarget(t, "lb", l.text, render.TargetConfig{Destination: l.dest}, render.Options{}).Render(l.src.Current())
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, l.dest, string(first))
+	l.proc = haproxytest.Start(t, l.dest)
+	return l
+}
+
+// showProc asks the master for its processes. The master re-executes
+// itself on reload: its CLI may refuse for a moment after the new worker
+// already serves, so it retries for a while.
+func (l *haproxyLab) showProc(t *testing.T, ctx context.Context) haproxy.ProcStatus {
+	t.Helper()
+	var st haproxy.ProcStatus
+	var err error
+	waitUntil(t, 10*time.Second, "the master CLI", func() bool {
+		st, err = haproxy.NewMaster(l.proc.MasterSocket()).ShowProc(ctx)
+		return err == nil
+	})
+	return st
+}
+
 // stateTmpl is a live-applied haproxy config with a server-state file.
 // Checks run every hour: a server's health after a reload can only come
 // from the state file.
@@ -125,42 +184,16 @@ backend be
 // then reloads through the master CLI, and the new worker starts with the
 // health the old one had found and the drain.
 func TestHAProxyStateAcrossReload(t *testing.T) {
-	haproxytest.Binary(t)
-	addr, err := freeport.Addr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
-	t.Cleanup(up.Close)
-	dir, err := os.MkdirTemp("", "rw-state-") // short: unix socket path
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	text := strings.Replace(stateTmpl, "127.0.0.1:PORT", addr, 1)
-	src := newMemSource(t, map[string]string{"/rewire/app/dir": dir, "/rewire/app/up": strings.TrimPrefix(up.URL, "http://")})
-	dest := filepath.Join(dir, "haproxy.cfg")
-	first, err := mkTarget(t, "lb", text, render.TargetConfig{Destination: dest}, render.Options{}).Render(src.Current())
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, dest, string(first))
-	p := haproxytest.Start(t, dest)
+	l := startHAProxyLab(t, stateTmpl, nil, true)
+	text, dest, src, p, dir := l.text, l.dest, l.src, l.proc, l.dir
 
 	metrics, reg := newMetrics()
 	tg := mkTarget(t, "lb", text, render.TargetConfig{Destination: dest, HAProxy: &render.HAProxyConfig{Master: p.MasterSocket()}},
 		render.Options{Metrics: metrics})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	m := haproxy.NewMaster(p.MasterSocket())
-	reloads := func() int {
-		st, err := m.ShowProc(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st.Master.Reloads
-	}
-	client := haproxy.NewClient(filepath.Join(dir, "admin.sock"))
+	reloads := func() int { return l.showProc(t, ctx).Master.Reloads }
+	client := l.client
 	state := func(name string) haproxy.ServerState {
 		t.Helper()
 		states, err := client.ShowServersState(ctx, "be")
@@ -252,25 +285,8 @@ backend be
 // (the command does nothing the first time) is run again; one that never
 // starts a new worker fails the apply and the previous file comes back.
 func TestReloadConfirmed(t *testing.T) {
-	haproxytest.Binary(t)
-	addr, err := freeport.Addr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := os.MkdirTemp("", "rw-confirm-") // short: unix socket path
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	text := strings.Replace(confirmTmpl, "127.0.0.1:PORT", addr, 1)
-	src := newMemSource(t, map[string]string{"/rewire/app/dir": dir})
-	dest := filepath.Join(dir, "haproxy.cfg")
-	first, err := mkTarget(t, "lb", text, render.TargetConfig{Destination: dest}, render.Options{}).Render(src.Current())
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, dest, string(first))
-	p := haproxytest.Start(t, dest)
+	l := startHAProxyLab(t, confirmTmpl, nil, false)
+	text, dest, src, p, dir := l.text, l.dest, l.src, l.proc, l.dir
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 
@@ -288,14 +304,7 @@ func TestReloadConfirmed(t *testing.T) {
 	if n := metricValue(t, reg, "templater_reloads_total", "template", "lb", "result", "repeated"); n != 1 {
 		t.Errorf("templater_reloads_total{result=repeated} = %v, want 1", n)
 	}
-	// The master re-executes itself on reload: its CLI may refuse for a
-	// moment after the new worker already serves.
-	var st haproxy.ProcStatus
-	waitUntil(t, 10*time.Second, "the master CLI after the reload", func() bool {
-		st, err = haproxy.NewMaster(p.MasterSocket()).ShowProc(ctx)
-		return err == nil
-	})
-	if st.Master.Reloads != 1 {
+	if st := l.showProc(t, ctx); st.Master.Reloads != 1 {
 		t.Errorf("show proc = %+v: want 1 reload (the lost signal sent again, once)", st)
 	}
 
@@ -313,7 +322,7 @@ func TestReloadConfirmed(t *testing.T) {
 	good := readFile(t, dest)
 	tg = mkTarget(t, "lb", text, render.TargetConfig{Destination: dest, Reload: render.Command{Argv: []string{"true"}}, HAProxy: hc}, render.Options{})
 	snap = src.change(t, map[string]string{"/rewire/app/balance": "first"})
-	_, err = tg.Apply(ctx, snap)
+	_, err := tg.Apply(ctx, snap)
 	var e *render.Error
 	if !errors.As(err, &e) || e.Stage != render.StageReload || !strings.Contains(err.Error(), "no new haproxy worker") {
 		t.Fatalf("Apply with a reload that does nothing = %v, want a reload failure naming the missing worker", err)
@@ -328,30 +337,10 @@ func TestReloadConfirmed(t *testing.T) {
 // haproxy too, so the haproxy template's state file is written then as
 // well: the server haproxy found down stays down.
 func TestGroupReloadSavesUnchangedHAProxyState(t *testing.T) {
-	haproxytest.Binary(t)
-	addr, err := freeport.Addr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
-	t.Cleanup(up.Close)
-	dir, err := os.MkdirTemp("", "rw-group-") // short: unix socket path
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	text := strings.Replace(stateTmpl, "127.0.0.1:PORT", addr, 1)
-	src := newMemSource(t, map[string]string{"/rewire/app/dir": dir, "/rewire/app/up": strings.TrimPrefix(up.URL, "http://"), "/rewire/app/msg": "0"})
-	dest := filepath.Join(dir, "haproxy.cfg")
-	first, err := mkTarget(t, "lb", text, render.TargetConfig{Destination: dest}, render.Options{}).Render(src.Current())
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, dest, string(first))
-	p := haproxytest.Start(t, dest)
+	l := startHAProxyLab(t, stateTmpl, map[string]string{"/rewire/app/msg": "0"}, true)
+	text, dest, src, p, client := l.text, l.dest, l.src, l.proc, l.client
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	client := haproxy.NewClient(filepath.Join(dir, "admin.sock"))
 	if _, err := client.Command(ctx, "set server be/down health down"); err != nil {
 		t.Fatal(err)
 	}
@@ -366,12 +355,7 @@ func TestGroupReloadSavesUnchangedHAProxyState(t *testing.T) {
 	waitUntil(t, 20*time.Second, "the map template's change applied", func() bool {
 		return metricValue(t, reg, "templater_template_revision", "template", "map") == rev
 	})
-	var st haproxy.ProcStatus
-	waitUntil(t, 10*time.Second, "the master CLI after the reload", func() bool {
-		st, err = haproxy.NewMaster(p.MasterSocket()).ShowProc(ctx)
-		return err == nil
-	})
-	if st.Master.Reloads == 0 {
+	if st := l.showProc(t, ctx); st.Master.Reloads == 0 {
 		t.Fatalf("show proc = %+v: want haproxy reloaded with its group", st)
 	}
 	states, err := client.ShowServersState(ctx, "be")
