@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rewire/rewire/internal/etcdtest"
+	"github.com/rewire/rewire/internal/testutil"
 	"github.com/rewire/rewire/registry/schema"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	etcd "go.etcd.io/etcd/client/v3"
@@ -24,22 +25,10 @@ func startEtcd(t *testing.T) *etcdtest.Etcd {
 	return etcdtest.Start(t)
 }
 
-// waitFor polls cond until it holds, and fails the test after timeout.
+// waitFor is testutil.WaitFor with this package's argument order.
 func waitFor(t testing.TB, timeout time.Duration, cond func() bool, msg string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, msg)
-		}
-		select {
-		case <-tick.C:
-		case <-t.Context().Done():
-			t.Fatalf("test ended while waiting for %s", msg)
-		}
-	}
+	testutil.WaitFor(t, timeout, msg, cond)
 }
 
 // runInBackground runs run(ctx) in a goroutine. The returned stop cancels

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rewire/rewire/internal/testutil"
 	"github.com/rewire/rewire/registry/schema"
 	"github.com/rewire/rewire/render"
 )
@@ -224,17 +225,7 @@ func (s fileState) same(t testing.TB, path string) bool {
 	return now.text == s.text && os.SameFile(now.fi, s.fi) && now.fi.ModTime().Equal(s.fi.ModTime())
 }
 
-// waitUntil polls cond in real time until it holds or timeout passes.
-func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval of a condition with a deadline
-	}
-}
+var waitUntil = testutil.WaitFor
 
 // logTimes is a slog.Handler that keeps the time of every record whose
 // message is msg (under synctest: the bubble's fake clock).

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rewire/rewire/health"
 	"github.com/rewire/rewire/internal/etcdtest"
+	"github.com/rewire/rewire/internal/testutil"
 	"github.com/rewire/rewire/internal/yamlconf"
 	"github.com/rewire/rewire/registry"
 	"github.com/rewire/rewire/registry/schema"
@@ -28,22 +29,10 @@ import (
 
 // ---- harness ----
 
-// waitFor polls cond until it holds, and fails the test after timeout.
+// waitFor is testutil.WaitFor with this package's argument order.
 func waitFor(t testing.TB, timeout time.Duration, cond func() bool, msg string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, msg)
-		}
-		select {
-		case <-tick.C:
-		case <-t.Context().Done():
-			t.Fatalf("test ended while waiting for %s", msg)
-		}
-	}
+	testutil.WaitFor(t, timeout, msg, cond)
 }
 
 // newClient returns an etcd client configured like the daemon's
