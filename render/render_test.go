@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rewire/rewire/internal/testutil"
 	"github.com/rewire/rewire/registry/schema"
 	"github.com/rewire/rewire/render"
 )
@@ -23,23 +23,10 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 
 var keys = schema.Keys{Prefix: "/rewire"}
 
-// snapshot puts kv into a fresh index, in key order, and returns the
-// snapshot at rev 7 and the keys Put rejected as invalid.
+// snapshot is testutil.Snapshot at rev 7.
 func snapshot(t testing.TB, kv map[string]string) (*schema.Snapshot, []string) {
 	t.Helper()
-	x := schema.NewIndex(keys)
-	var rejected []string
-	for _, k := range slices.Sorted(maps.Keys(kv)) {
-		err := x.Put(k, []byte(kv[k]))
-		var ie *schema.InvalidError
-		switch {
-		case errors.As(err, &ie):
-			rejected = append(rejected, k)
-		case err != nil:
-			t.Fatalf("Put(%q) = %v, want nil or *schema.InvalidError", k, err)
-		}
-	}
-	return x.Snapshot(7), rejected
+	return testutil.Snapshot(t, keys, kv, 7)
 }
 
 func readInput(t testing.TB, path string) map[string]string {

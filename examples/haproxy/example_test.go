@@ -7,9 +7,7 @@ package haproxy_test
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"flag"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/rewire/rewire/internal/haproxytest"
+	"github.com/rewire/rewire/internal/testutil"
 	"github.com/rewire/rewire/registry/schema"
 	"github.com/rewire/rewire/render"
 )
@@ -56,23 +55,10 @@ func readInput(t *testing.T, path string) map[string]string {
 	return kv
 }
 
-// snapshot puts every key of kv into a fresh index, in key order, and
-// returns the snapshot at rev 42 and the keys Put rejected.
+// snapshot is testutil.Snapshot at rev 42.
 func snapshot(t *testing.T, kv map[string]string) (*schema.Snapshot, []string) {
 	t.Helper()
-	x := schema.NewIndex(keys)
-	var rejected []string
-	for _, k := range slices.Sorted(maps.Keys(kv)) {
-		err := x.Put(k, []byte(kv[k]))
-		var ie *schema.InvalidError
-		switch {
-		case errors.As(err, &ie):
-			rejected = append(rejected, k)
-		case err != nil:
-			t.Fatalf("Put(%q) = %v, want nil or *schema.InvalidError", k, err)
-		}
-	}
-	return x.Snapshot(42), rejected
+	return testutil.Snapshot(t, keys, kv, 42)
 }
 
 func renderExample(t *testing.T, snap *schema.Snapshot) ([]byte, error) {

@@ -3,8 +3,13 @@
 package testutil
 
 import (
+	"errors"
+	"maps"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/rewire/rewire/registry/schema"
 )
 
 // pollInterval is how often WaitFor checks its condition.
@@ -28,4 +33,24 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 			t.Fatalf("test ended while waiting for %s", what)
 		}
 	}
+}
+
+// Snapshot puts every key of kv into a fresh schema.Index, in key order,
+// and returns the snapshot at rev and the keys Put rejected as invalid.
+// Any other Put error fails the test.
+func Snapshot(t testing.TB, keys schema.Keys, kv map[string]string, rev int64) (*schema.Snapshot, []string) {
+	t.Helper()
+	x := schema.NewIndex(keys)
+	var rejected []string
+	for _, k := range slices.Sorted(maps.Keys(kv)) {
+		err := x.Put(k, []byte(kv[k]))
+		var ie *schema.InvalidError
+		switch {
+		case errors.As(err, &ie):
+			rejected = append(rejected, k)
+		case err != nil:
+			t.Fatalf("Put(%q) = %v, want nil or *schema.InvalidError", k, err)
+		}
+	}
+	return x.Snapshot(rev), rejected
 }
