@@ -30,6 +30,22 @@ type HAProxyConfig struct {
 	// the server-state file, and the check that a reload really started
 	// a new worker.
 	Live *bool `yaml:"live"`
+	// Reconcile is how often the templater compares haproxy's live servers
+	// with the file and repairs drift through the runtime API (changes
+	// made by hand, a restart that lost the drain state); default 30s,
+	// negative: never. Only with live on.
+	Reconcile time.Duration `yaml:"reconcile"`
+}
+
+// reconcileEvery returns the reconcile interval; 0 means never.
+func (hc *HAProxyConfig) reconcileEvery() time.Duration {
+	switch {
+	case !hc.live() || hc.Reconcile < 0:
+		return 0
+	case hc.Reconcile == 0:
+		return 30 * time.Second
+	}
+	return hc.Reconcile
 }
 
 // live reports whether server-only changes go through the runtime API.
@@ -285,4 +301,61 @@ func (w *workerWatch) wait(ctx context.Context, timeout time.Duration) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// reconcile compares what haproxy runs with the destination file and
+// repairs differences through the runtime API. A difference it cannot
+// repair live is logged (once while it lasts); the next change to the
+// template reloads.
+func (t *Target) reconcile(ctx context.Context) {
+	t.apply.Lock()
+	defer t.apply.Unlock()
+	hc := t.cfg.HAProxy
+	text, err := os.ReadFile(t.cfg.Destination)
+	if err != nil {
+		return // not rendered yet
+	}
+	cfg, err := haproxy.Parse(text)
+	if err != nil {
+		return
+	}
+	socket, ok := hc.socket(cfg)
+	if !ok {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, hc.timeout())
+	defer cancel()
+	client := haproxy.NewClient(socket)
+	verr := haproxy.Verify(rctx, client, cfg)
+	if verr == nil || !errors.Is(verr, haproxy.ErrMismatch) {
+		// In line with the file, or haproxy not answering (not running,
+		// restarting): nothing to repair.
+		t.setDrift("")
+		return
+	}
+	plan, err := haproxy.Converge(rctx, client, cfg)
+	if err != nil {
+		msg := fmt.Sprintf("%v; repairing through the runtime API: %v", verr, err)
+		if t.setDrift(msg) {
+			t.log.Error("haproxy's live servers differ from the file and cannot be repaired live; the next change to this template reloads",
+				"path", t.cfg.Destination, "err", msg)
+		}
+		return
+	}
+	t.setDrift("")
+	t.metrics.drift(t.cfg.Name, len(plan.Changes))
+	t.metrics.live(t.cfg.Name, len(plan.Changes))
+	t.log.Warn("haproxy's live servers had drifted from the file; repaired through the runtime API",
+		"path", t.cfg.Destination, "mismatch", verr, "repairs", len(plan.Changes))
+	t.saveState(rctx, client, cfg)
+}
+
+// setDrift records the current unrepairable drift ("" for none) and
+// reports whether it is new.
+func (t *Target) setDrift(msg string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	changed := t.drift != msg
+	t.drift = msg
+	return changed
 }

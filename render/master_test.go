@@ -371,3 +371,45 @@ func TestGroupReloadSavesUnchangedHAProxyState(t *testing.T) {
 		t.Errorf("templater_haproxy_state_saves_total{template=lb,result=ok} = %v, want ≥ 1", n)
 	}
 }
+
+// TestHAProxyReconcile: with nothing changing in the registry, a weight
+// changed by hand on haproxy's socket is put back to the file's by the
+// periodic reconcile, without a reload.
+func TestHAProxyReconcile(t *testing.T) {
+	l := startHAProxyLab(t, stateTmpl, nil, true)
+	m, reg := newMetrics()
+	tg := mkTarget(t, "lb", l.text, render.TargetConfig{Destination: l.dest,
+		HAProxy: &render.HAProxyConfig{Master: l.proc.MasterSocket(), Reconcile: 50 * time.Millisecond}}, render.Options{Metrics: m})
+	startRunner(t, render.RunnerOptions{Source: l.src, Targets: []*render.Target{tg}})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	waitUntil(t, 10*time.Second, "the first apply", func() bool {
+		return metricValue(t, reg, "templater_template_revision", "template", "lb") == float64(l.src.Current().Rev)
+	})
+	if _, err := l.client.Command(ctx, "set server be/down weight 7"); err != nil {
+		t.Fatal(err)
+	}
+	weight := func() int {
+		states, err := l.client.ShowServersState(ctx, "be")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range states {
+			if s.Name == "down" {
+				return s.Weight
+			}
+		}
+		t.Fatal("no server be/down")
+		return 0
+	}
+	waitUntil(t, 10*time.Second, "the reconcile to put be/down's weight back to 1", func() bool { return weight() == 1 })
+	if n := metricValue(t, reg, "templater_haproxy_drift_repairs_total", "template", "lb"); n < 1 {
+		t.Errorf("templater_haproxy_drift_repairs_total = %v, want ≥ 1", n)
+	}
+	if st := l.showProc(t, ctx); st.Master.Reloads != 0 {
+		t.Errorf("show proc = %+v: want no reload", st)
+	}
+	if d := tg.Status().Drift; d != "" {
+		t.Errorf("Status().Drift = %q after a repair, want none", d)
+	}
+}

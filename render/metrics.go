@@ -24,6 +24,7 @@ type Metrics struct {
 	liveOps   *prometheus.CounterVec
 	liveRel   *prometheus.CounterVec
 	stateSave *prometheus.CounterVec
+	drifts    *prometheus.CounterVec
 }
 
 // NewMetrics registers the render metrics with reg (nil: unregistered).
@@ -58,6 +59,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		stateSave: f.NewCounterVec(prometheus.CounterOpts{Name: "templater_haproxy_state_saves_total",
 			Help: "Server-state files written for HAProxy to load on its next start, by result (ok, failed: the files were removed instead)."},
 			[]string{"template", "result"}),
+		drifts: f.NewCounterVec(prometheus.CounterOpts{Name: "templater_haproxy_drift_repairs_total",
+			Help: "Times the periodic reconcile found haproxy's live servers different from the file and repaired them live."},
+			[]string{"template"}),
 	}
 }
 
@@ -125,5 +129,11 @@ func (m *Metrics) liveReload(name, reason string) {
 func (m *Metrics) stateSaved(name, result string) {
 	if m != nil {
 		m.stateSave.WithLabelValues(name, result).Inc()
+	}
+}
+
+func (m *Metrics) drift(name string, changes int) {
+	if m != nil && changes > 0 {
+		m.drifts.WithLabelValues(name).Inc()
 	}
 }

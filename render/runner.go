@@ -166,10 +166,23 @@ func (g *group) run(ctx context.Context, src Source) {
 	var retryAt time.Time // a failed apply is retried then
 	force := true
 	retry := retryBackoff{min: time.Second, max: 30 * time.Second}
+	var reconcileC <-chan time.Time
+	if d := g.reconcileEvery(); d > 0 {
+		tick := time.NewTicker(d)
+		defer tick.Stop()
+		reconcileC = tick.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-reconcileC:
+			for _, t := range g.targets {
+				if t.cfg.HAProxy != nil && t.cfg.HAProxy.reconcileEvery() > 0 {
+					t.reconcile(ctx)
+				}
+			}
+			continue
 		case <-g.kick:
 			now := time.Now()
 			if now.Before(retryAt) && !g.inputsChanged(src.Current()) {
@@ -223,6 +236,21 @@ func (g *group) run(ctx context.Context, src Source) {
 			resetTimer(timer, next)
 		}
 	}
+}
+
+// reconcileEvery is the shortest reconcile interval of the group's
+// haproxy templates; 0 when none reconciles.
+func (g *group) reconcileEvery() time.Duration {
+	var d time.Duration
+	for _, t := range g.targets {
+		if t.cfg.HAProxy == nil {
+			continue
+		}
+		if e := t.cfg.HAProxy.reconcileEvery(); e > 0 && (d == 0 || e < d) {
+			d = e
+		}
+	}
+	return d
 }
 
 // canReload reports whether the group has a way to reload.

@@ -139,6 +139,7 @@ type Target struct {
 	lastErr     error
 	lastChange  time.Time
 	lastApply   string // how the last change reached its consumer
+	drift       string // haproxy differs from the file and cannot be repaired live
 	held        *hold
 	heldSince   time.Time
 }
@@ -374,6 +375,7 @@ type TargetStatus struct {
 	HeldUntil   time.Time `json:"held_until,omitzero"`   // when a time-bounded hold ends
 	HeldBy      string    `json:"held_by,omitempty"`     // the guard
 	ParseError  string    `json:"parse_error,omitempty"` // the source file's latest edit does not parse
+	Drift       string    `json:"drift,omitempty"`       // haproxy's live servers differ from the file, and a live repair failed
 }
 
 // Status reports the target's state; safe for concurrent use.
@@ -394,6 +396,7 @@ func (t *Target) Status() TargetStatus {
 	if t.parseErr != nil {
 		st.ParseError = t.parseErr.Error()
 	}
+	st.Drift = t.drift
 	if t.held != nil {
 		st.Held, st.HeldUntil, st.HeldBy = t.held.reason, t.held.until, t.held.guard
 	}

@@ -35,13 +35,14 @@ var statusPage = template.Must(template.New("status").Parse(`<!doctype html>
 <p>etcd {{.Etcd}} · registry revision {{.Revision}} (etcd at {{.EtcdRevision}}) · confirmed current {{printf "%.1f" .StaleSeconds}}s ago</p>
 {{with .ConfigError}}<p class="bad">config reload rejected, the running config stays: {{.}}</p>{{end}}
 <table><tr><th>template</th><th>destination</th><th>revision</th><th>last change</th><th>services</th><th>state</th></tr>
-{{range .Templates}}<tr class="{{if or .Error .ParseError}}bad{{else if .Held}}held{{end}}">
+{{range .Templates}}<tr class="{{if or .Error .ParseError .Drift}}bad{{else if .Held}}held{{end}}">
 <td>{{.Name}}</td><td>{{.Destination}}</td><td>{{.Revision}}</td>
 <td>{{if .LastChange.IsZero}}—{{else}}{{.LastChange.Format "2006-01-02 15:04:05"}}{{with .LastApply}}<br><small>{{.}}</small>{{end}}{{end}}</td>
 <td>{{range $i, $s := .Services}}{{if $i}}, {{end}}{{$s}}{{end}}</td>
 <td>{{if .Held}}held by {{.HeldBy}}: {{.Held}}{{if not .HeldUntil.IsZero}} (until {{.HeldUntil.Format "15:04:05"}}){{end}}<br>{{end}}
-{{with .Error}}failing: {{.}}<br>{{end}}{{with .ParseError}}source does not parse (previous template in use): {{.}}{{end}}
-{{if not (or .Held .Error .ParseError)}}ok{{end}}</td></tr>
+{{with .Error}}failing: {{.}}<br>{{end}}{{with .ParseError}}source does not parse (previous template in use): {{.}}<br>{{end}}
+{{with .Drift}}haproxy differs from the file: {{.}}{{end}}
+{{if not (or .Held .Error .ParseError .Drift)}}ok{{end}}</td></tr>
 {{end}}</table></body></html>
 `))
 
@@ -106,6 +107,9 @@ func printStatus(w io.Writer, st Status) {
 		}
 		if t.ParseError != "" {
 			notes = append(notes, "source does not parse: "+firstLine(t.ParseError))
+		}
+		if t.Drift != "" {
+			notes = append(notes, "haproxy differs from the file: "+firstLine(t.Drift))
 		}
 		if len(notes) > 0 {
 			state = strings.Join(notes, "; ")
