@@ -113,7 +113,10 @@ func TestTemplaterKeepsLastGoodFile(t *testing.T) {
 	}
 	put(t, cli, "/rw/app/mode", "fixed")
 	waitFor(t, 5*time.Second, "recovery render", func() bool { return strings.HasPrefix(readFile(dest), "mode=fixed") })
-	if reloads := readFile(filepath.Join(filepath.Dir(cfg), "reloads.log")); strings.Count(reloads, "reloaded") != 2 {
+	// The reload runs after the file is renamed into place: wait for it.
+	reloadLog := filepath.Join(filepath.Dir(cfg), "reloads.log")
+	waitFor(t, 5*time.Second, "the recovery reload", func() bool { return strings.Count(readFile(reloadLog), "reloaded") >= 2 })
+	if reloads := readFile(reloadLog); strings.Count(reloads, "reloaded") != 2 {
 		t.Logf("templater output:\n%s", p.out)
 		t.Errorf("reloads = %d, want 2 (first render and recovery only)", strings.Count(reloads, "reloaded"))
 	}
