@@ -59,7 +59,14 @@ backend srcc
 // match.
 func edit(t *testing.T, pairs ...string) string {
 	t.Helper()
-	s := diffBase
+	return editConfig(t, diffBase, pairs...)
+}
+
+// editConfig applies replacements old→new to base, in order; each must
+// match once at least (the first match is replaced).
+func editConfig(t *testing.T, base string, pairs ...string) string {
+	t.Helper()
+	s := base
 	for i := 0; i+1 < len(pairs); i += 2 {
 		if !strings.Contains(s, pairs[i]) {
 			t.Fatalf("edit: %q not in the base config", pairs[i])

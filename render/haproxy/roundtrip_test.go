@@ -48,16 +48,10 @@ backend hashed
     server h-1 127.0.0.1:9301
 `
 
+// rtEdit applies replacements old→new to rtBase (see editConfig).
 func rtEdit(t *testing.T, pairs ...string) string {
 	t.Helper()
-	s := rtBase
-	for i := 0; i+1 < len(pairs); i += 2 {
-		if !strings.Contains(s, pairs[i]) {
-			t.Fatalf("rtEdit: %q not in the base config", pairs[i])
-		}
-		s = strings.Replace(s, pairs[i], pairs[i+1], 1)
-	}
-	return s
+	return editConfig(t, rtBase, pairs...)
 }
 
 // TestRoundTrip starts haproxy on rtBase, diffs it with an edited config,
