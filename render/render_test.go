@@ -2,7 +2,6 @@ package render_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,17 +28,10 @@ func snapshot(t testing.TB, kv map[string]string) (*schema.Snapshot, []string) {
 	return testutil.Snapshot(t, keys, kv, 7)
 }
 
+// readInput reads a JSON object of etcd key → value.
 func readInput(t testing.TB, path string) map[string]string {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var kv map[string]string
-	if err := json.Unmarshal(b, &kv); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return kv
+	return testutil.ReadKV(t, path)
 }
 
 // renderTestdata renders testdata/NAME.tmpl against NAME.input.json. A

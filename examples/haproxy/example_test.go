@@ -6,7 +6,6 @@ package haproxy_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -42,17 +41,9 @@ var invalid = []struct{ key, id, address string }{
 }
 
 // readInput reads a JSON object of etcd key → value.
-func readInput(t *testing.T, path string) map[string]string {
+func readInput(t testing.TB, path string) map[string]string {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var kv map[string]string
-	if err := json.Unmarshal(b, &kv); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return kv
+	return testutil.ReadKV(t, path)
 }
 
 // snapshot is testutil.Snapshot at rev 42.

@@ -3,8 +3,10 @@
 package testutil
 
 import (
+	"encoding/json"
 	"errors"
 	"maps"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -53,4 +55,18 @@ func Snapshot(t testing.TB, keys schema.Keys, kv map[string]string, rev int64) (
 		}
 	}
 	return x.Snapshot(rev), rejected
+}
+
+// ReadKV reads a JSON object of etcd key → value from path.
+func ReadKV(t testing.TB, path string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kv map[string]string
+	if err := json.Unmarshal(b, &kv); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return kv
 }
