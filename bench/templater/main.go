@@ -19,14 +19,11 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/rewire/rewire/internal/freeport"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,6 +33,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/rewire/rewire/internal/freeport"
+	"github.com/rewire/rewire/internal/promtext"
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/rewire/rewire/health"
@@ -642,28 +642,7 @@ func (c *cluster) burst(ctx context.Context, m int, p *process) error {
 }
 
 // scrape reads the templater's /metrics into name{labels} → value.
-func scrape(listen string) (map[string]float64, error) {
-	resp, err := http.Get("http://" + listen + "/metrics")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		if sp := strings.LastIndexByte(line, ' '); sp > 0 {
-			if v, err := strconv.ParseFloat(line[sp+1:], 64); err == nil {
-				out[line[:sp]] = v
-			}
-		}
-	}
-	return out, sc.Err()
-}
+func scrape(listen string) (map[string]float64, error) { return promtext.Scrape(listen, "") }
 
 func freePort() (string, error) { return freeport.Addr() }
 

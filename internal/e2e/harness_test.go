@@ -5,17 +5,16 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rewire/rewire/internal/freeport"
+	"github.com/rewire/rewire/internal/promtext"
 	"github.com/rewire/rewire/internal/testutil"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -170,26 +169,9 @@ func readFile(path string) string {
 // metric returns the sum of a metric's samples from a /metrics endpoint
 // whose lines start with prefix (name plus optional labels), or -1.
 func metric(addr, prefix string) float64 {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
+	m, err := promtext.Scrape(addr, prefix)
+	if err != nil || len(m) == 0 {
 		return -1
 	}
-	defer resp.Body.Close()
-	var b bytes.Buffer
-	b.ReadFrom(resp.Body)
-	sum, found := 0.0, false
-	for line := range strings.SplitSeq(b.String(), "\n") {
-		if strings.HasPrefix(line, prefix) {
-			var v float64
-			f := strings.Fields(line)
-			if _, err := fmt.Sscan(f[len(f)-1], &v); err == nil {
-				sum += v
-				found = true
-			}
-		}
-	}
-	if !found {
-		return -1
-	}
-	return sum
+	return promtext.Sum(m)
 }

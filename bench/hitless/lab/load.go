@@ -1,19 +1,18 @@
 package lab
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"github.com/rewire/rewire/internal/freeport"
 	"io"
 	"net"
 	"net/http"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rewire/rewire/internal/freeport"
+	"github.com/rewire/rewire/internal/promtext"
 )
 
 // Load keeps keep-alive connections to a URL busy.
@@ -117,41 +116,17 @@ func (ld *Load) Stop() LoadResult {
 	return r
 }
 
-// Metrics returns the templater's metric samples whose line starts with
+// MetricSamples returns the templater's metric samples whose line starts with
 // prefix, keyed by name and labels (for example
 // `templater_haproxy_reloads_total{reason="refused",template="haproxy"}`).
 func (l *Lab) MetricSamples(prefix string) (map[string]float64, error) {
-	resp, err := http.Get("http://" + l.Metrics + "/metrics")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, prefix) {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			return nil, fmt.Errorf("metric line %q: %w", line, err)
-		}
-		out[line[:i]] = v
-	}
-	return out, sc.Err()
+	return promtext.Scrape(l.Metrics, prefix)
 }
 
 // Metric sums the samples whose line starts with prefix.
 func (l *Lab) Metric(prefix string) (float64, error) {
 	m, err := l.MetricSamples(prefix)
-	sum := 0.0
-	for _, v := range m {
-		sum += v
-	}
-	return sum, err
+	return promtext.Sum(m), err
 }
 
 // Delta is after minus before, for the samples of either.
