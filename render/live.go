@@ -104,15 +104,13 @@ func (in *installed) applyLive(ctx context.Context) (reason, why string) {
 	if err := client.Apply(actx, plan); err != nil {
 		return reloadRefused, err.Error()
 	}
-	if err := haproxy.Verify(actx, client, newCfg); err != nil {
-		// HAProxy had drifted from the previous file (a change by hand, a
-		// restart that lost the drain state): repair from its live state.
-		fix, cerr := haproxy.Converge(actx, client, newCfg)
-		if cerr != nil {
-			return reloadVerify, fmt.Sprintf("%v; repairing from the live state: %v", err, cerr)
+	// HAProxy may have drifted from the previous file (a change by hand, a
+	// restart that lost the drain state): then repair from its live state.
+	if mismatch, _, err := t.repairDrift(actx, client, newCfg); err != nil {
+		if mismatch == nil {
+			return reloadVerify, err.Error()
 		}
-		t.metrics.live(t.cfg.Name, len(fix.Changes))
-		t.log.Warn("haproxy's live state had drifted from the previous file; repaired through the runtime API", "mismatch", err, "repairs", len(fix.Changes))
+		return reloadVerify, fmt.Sprintf("%v; repairing from the live state: %v", mismatch, err)
 	}
 	t.metrics.live(t.cfg.Name, len(plan.Changes))
 	in.how = fmt.Sprintf("live: %d server changes through the runtime API, no reload", len(plan.Changes))
@@ -326,28 +324,46 @@ func (t *Target) reconcile(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, hc.timeout())
 	defer cancel()
 	client := haproxy.NewClient(socket)
-	verr := haproxy.Verify(rctx, client, cfg)
-	if verr == nil || !errors.Is(verr, haproxy.ErrMismatch) {
+	mismatch, repairs, err := t.repairDrift(rctx, client, cfg)
+	switch {
+	case mismatch == nil:
 		// In line with the file, or haproxy not answering (not running,
 		// restarting): nothing to repair.
 		t.setDrift("")
-		return
-	}
-	plan, err := haproxy.Converge(rctx, client, cfg)
-	if err != nil {
-		msg := fmt.Sprintf("%v; repairing through the runtime API: %v", verr, err)
+	case err != nil:
+		msg := fmt.Sprintf("%v; repairing through the runtime API: %v", mismatch, err)
 		if t.setDrift(msg) {
 			t.log.Error("haproxy's live servers differ from the file and cannot be repaired live; the next change to this template reloads",
 				"path", t.cfg.Destination, "err", msg)
 		}
-		return
+	default:
+		t.setDrift("")
+		t.metrics.drift(t.cfg.Name, repairs)
+		t.saveState(rctx, client, cfg)
 	}
-	t.setDrift("")
-	t.metrics.drift(t.cfg.Name, len(plan.Changes))
+}
+
+// repairDrift verifies haproxy's live servers against cfg and, when they
+// differ, repairs them through the runtime API (haproxy.Converge), then
+// logs and counts the repair. It returns the mismatch Verify found (nil
+// when none, or when Verify itself failed: err says why), the number of
+// changes the repair made, and why the repair failed.
+func (t *Target) repairDrift(ctx context.Context, client *haproxy.Client, cfg *haproxy.Config) (mismatch error, repairs int, err error) {
+	verr := haproxy.Verify(ctx, client, cfg)
+	if verr == nil {
+		return nil, 0, nil
+	}
+	if !errors.Is(verr, haproxy.ErrMismatch) {
+		return nil, 0, verr
+	}
+	plan, err := haproxy.Converge(ctx, client, cfg)
+	if err != nil {
+		return verr, 0, err
+	}
 	t.metrics.live(t.cfg.Name, len(plan.Changes))
 	t.log.Warn("haproxy's live servers had drifted from the file; repaired through the runtime API",
 		"path", t.cfg.Destination, "mismatch", verr, "repairs", len(plan.Changes))
-	t.saveState(rctx, client, cfg)
+	return verr, len(plan.Changes), nil
 }
 
 // setDrift records the current unrepairable drift ("" for none) and
