@@ -106,7 +106,8 @@ func (in *installed) applyLive(ctx context.Context) (reason, why string) {
 	}
 	// HAProxy may have drifted from the previous file (a change by hand, a
 	// restart that lost the drain state): then repair from its live state.
-	if mismatch, _, err := t.repairDrift(actx, client, newCfg); err != nil {
+	live, mismatch, _, err := t.repairDrift(actx, client, newCfg)
+	if err != nil {
 		if mismatch == nil {
 			return reloadVerify, err.Error()
 		}
@@ -117,7 +118,7 @@ func (in *installed) applyLive(ctx context.Context) (reason, why string) {
 	t.log.Info("server changes applied live through the runtime API; no reload", "changes", len(plan.Changes), "path", t.cfg.Destination)
 	// A later reload or restart by someone else must not load a state
 	// file older than these changes.
-	t.saveState(actx, client, newCfg)
+	t.saveState(actx, client, live, newCfg)
 	return "", ""
 }
 
@@ -207,14 +208,15 @@ func (s reloadSide) saveBeforeReload(ctx context.Context) {
 	if ok {
 		client = haproxy.NewClient(socket)
 	}
-	s.t.saveState(sctx, client, s.next)
+	s.t.saveState(sctx, client, nil, s.next)
 }
 
 // saveState writes cfg's server-state files from client's haproxy (see
-// haproxy.SaveState). When that fails (no haproxy running, no socket),
-// it removes them instead: a stale state file would bring back old
-// addresses and states on the next start.
-func (t *Target) saveState(ctx context.Context, client *haproxy.Client, cfg *haproxy.Config) {
+// haproxy.SaveState), or from live when the caller has just read it.
+// When that fails (no haproxy running, no socket), it removes them
+// instead: a stale state file would bring back old addresses and states
+// on the next start.
+func (t *Target) saveState(ctx context.Context, client *haproxy.Client, live *haproxy.LiveState, cfg *haproxy.Config) {
 	files, err := cfg.StateFiles()
 	if err != nil {
 		t.log.Warn("server-state file not written", "err", err)
@@ -224,9 +226,12 @@ func (t *Target) saveState(ctx context.Context, client *haproxy.Client, cfg *hap
 	if len(files) == 0 {
 		return
 	}
-	if client == nil {
+	switch {
+	case live != nil:
+		_, err = live.SaveState(cfg)
+	case client == nil:
 		err = errors.New("no admin stats socket to read the running state from")
-	} else {
+	default:
 		_, err = haproxy.SaveState(ctx, client, cfg)
 	}
 	if err == nil {
@@ -324,7 +329,7 @@ func (t *Target) reconcile(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, hc.timeout())
 	defer cancel()
 	client := haproxy.NewClient(socket)
-	mismatch, repairs, err := t.repairDrift(rctx, client, cfg)
+	_, mismatch, repairs, err := t.repairDrift(rctx, client, cfg)
 	switch {
 	case mismatch == nil:
 		// In line with the file, or haproxy not answering (not running,
@@ -339,31 +344,33 @@ func (t *Target) reconcile(ctx context.Context) {
 	default:
 		t.setDrift("")
 		t.metrics.drift(t.cfg.Name, repairs)
-		t.saveState(rctx, client, cfg)
+		t.saveState(rctx, client, nil, cfg)
 	}
 }
 
 // repairDrift verifies haproxy's live servers against cfg and, when they
 // differ, repairs them through the runtime API (haproxy.Converge), then
-// logs and counts the repair. It returns the mismatch Verify found (nil
-// when none, or when Verify itself failed: err says why), the number of
-// changes the repair made, and why the repair failed.
-func (t *Target) repairDrift(ctx context.Context, client *haproxy.Client, cfg *haproxy.Config) (mismatch error, repairs int, err error) {
-	verr := haproxy.Verify(ctx, client, cfg)
-	if verr == nil {
-		return nil, 0, nil
+// logs and counts the repair. It returns the live state it verified when
+// that matched cfg as it was (nil after a repair), the mismatch Verify
+// found (nil when none, or when reading the live state failed: err says
+// why), the number of changes the repair made, and why the repair failed.
+func (t *Target) repairDrift(ctx context.Context, client *haproxy.Client, cfg *haproxy.Config) (live *haproxy.LiveState, mismatch error, repairs int, err error) {
+	live, err = client.LiveState(ctx)
+	if err != nil {
+		return nil, nil, 0, err
 	}
-	if !errors.Is(verr, haproxy.ErrMismatch) {
-		return nil, 0, verr
+	mismatch = live.Verify(cfg)
+	if mismatch == nil {
+		return live, nil, 0, nil
 	}
 	plan, err := haproxy.Converge(ctx, client, cfg)
 	if err != nil {
-		return verr, 0, err
+		return nil, mismatch, 0, err
 	}
 	t.metrics.live(t.cfg.Name, len(plan.Changes))
 	t.log.Warn("haproxy's live servers had drifted from the file; repaired through the runtime API",
-		"path", t.cfg.Destination, "mismatch", verr, "repairs", len(plan.Changes))
-	return verr, len(plan.Changes), nil
+		"path", t.cfg.Destination, "mismatch", mismatch, "repairs", len(plan.Changes))
+	return nil, mismatch, len(plan.Changes), nil
 }
 
 // setDrift records the current unrepairable drift ("" for none) and

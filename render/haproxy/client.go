@@ -375,7 +375,11 @@ func (c *Client) ShowServersState(ctx context.Context, backend string) ([]Server
 	if err != nil {
 		return nil, err
 	}
-	return parseServersState(out)
+	ls, err := parseLiveState(out)
+	if err != nil {
+		return nil, err
+	}
+	return ls.States, nil
 }
 
 // ShowStat returns `show stat` (the statistics CSV), one map per row

@@ -1,6 +1,7 @@
 package haproxy
 
 import (
+	"context"
 	"encoding/csv"
 	"fmt"
 	"strconv"
@@ -111,24 +112,6 @@ func parseStateTable(out string) (stateTable, error) {
 	return tab, nil
 }
 
-// parseServersState parses `show servers state` format 1. Columns are
-// found by their header names.
-func parseServersState(out string) ([]ServerState, error) {
-	tab, err := parseStateTable(out)
-	if err != nil {
-		return nil, err
-	}
-	states := make([]ServerState, 0, len(tab.rows))
-	for _, f := range tab.rows {
-		st, err := newServerState(tab.header, f)
-		if err != nil {
-			return nil, err
-		}
-		states = append(states, st)
-	}
-	return states, nil
-}
-
 // newServerState makes a ServerState of one row of a stateTable.
 func newServerState(header, f []string) (ServerState, error) {
 	st := ServerState{Fields: make(map[string]string, len(header))}
@@ -191,4 +174,38 @@ func parseStat(out string) ([]map[string]string, error) {
 		rows = append(rows, row)
 	}
 	return rows, nil
+}
+
+// LiveState is one `show servers state` answer, kept whole: Verify and
+// SaveState can both work from the same answer.
+type LiveState struct {
+	tab    stateTable
+	States []ServerState
+}
+
+// LiveState asks HAProxy for the state of every server.
+func (c *Client) LiveState(ctx context.Context) (*LiveState, error) {
+	out, err := c.Command(ctx, "show servers state")
+	if err != nil {
+		return nil, err
+	}
+	return parseLiveState(out)
+}
+
+// parseLiveState parses `show servers state` format 1. Columns are found
+// by their header names.
+func parseLiveState(out string) (*LiveState, error) {
+	tab, err := parseStateTable(out)
+	if err != nil {
+		return nil, err
+	}
+	ls := &LiveState{tab: tab, States: make([]ServerState, 0, len(tab.rows))}
+	for _, f := range tab.rows {
+		st, err := newServerState(tab.header, f)
+		if err != nil {
+			return nil, err
+		}
+		ls.States = append(ls.States, st)
+	}
+	return ls, nil
 }

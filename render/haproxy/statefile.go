@@ -126,14 +126,20 @@ func SaveState(ctx context.Context, c *Client, cfg *Config) ([]string, error) {
 	if err != nil || len(files) == 0 {
 		return nil, err
 	}
-	out, err := c.Command(ctx, "show servers state")
+	ls, err := c.LiveState(ctx)
 	if err != nil {
 		return nil, err
 	}
-	tab, err := parseStateTable(out)
-	if err != nil {
+	return ls.SaveState(cfg)
+}
+
+// SaveState is SaveState from this answer.
+func (ls *LiveState) SaveState(cfg *Config) ([]string, error) {
+	files, err := cfg.StateFiles()
+	if err != nil || len(files) == 0 {
 		return nil, err
 	}
+	tab := ls.tab
 	col := map[string]int{}
 	for i, h := range tab.header {
 		col[h] = i
@@ -152,7 +158,7 @@ func SaveState(ctx context.Context, c *Client, cfg *Config) ([]string, error) {
 		}
 	}
 	rows := map[string][][]string{} // by backend
-	for _, f := range tab.rows {
+	for i, f := range tab.rows {
 		be, name := f[col["be_name"]], f[col["srv_name"]]
 		sec := sections[be]
 		if sec == nil {
@@ -174,7 +180,7 @@ func SaveState(ctx context.Context, c *Client, cfg *Config) ([]string, error) {
 		// its operational state says nothing about its health. Loaded
 		// for a server the new config enables, it would keep the server
 		// down (for good when it has no checks to bring it up).
-		if st, err := newServerState(tab.header, f); err != nil || st.Maint() || st.AdminMaint() {
+		if st := ls.States[i]; st.Maint() || st.AdminMaint() {
 			continue
 		}
 		admin := 0

@@ -55,12 +55,17 @@ func templateNames(sec *Section) map[string]bool {
 // server-template lines are not checked. It returns a
 // *VerifyError (errors.Is ErrMismatch) listing every difference.
 func Verify(ctx context.Context, c *Client, cfg *Config) error {
-	states, err := c.ShowServersState(ctx, "")
+	ls, err := c.LiveState(ctx)
 	if err != nil {
 		return err
 	}
+	return ls.Verify(cfg)
+}
+
+// Verify is Verify on this answer.
+func (ls *LiveState) Verify(cfg *Config) error {
 	running := map[string]map[string]ServerState{}
-	for _, st := range states {
+	for _, st := range ls.States {
 		if running[st.Backend] == nil {
 			running[st.Backend] = map[string]ServerState{}
 		}
