@@ -91,7 +91,7 @@ func (in *installed) applyLive(ctx context.Context) (reason, why string) {
 		return reloadStructure, plan.Reason
 	}
 	if plan.Empty() {
-		in.how = "live: nothing haproxy runs changed"
+		in.live = "nothing haproxy runs changed"
 		return "", "" // comments or formatting only
 	}
 	socket, ok := hc.socket(newCfg)
@@ -114,7 +114,7 @@ func (in *installed) applyLive(ctx context.Context) (reason, why string) {
 		return reloadVerify, fmt.Sprintf("%v; repairing from the live state: %v", mismatch, err)
 	}
 	t.metrics.live(t.cfg.Name, len(plan.Changes))
-	in.how = fmt.Sprintf("live: %d server changes through the runtime API, no reload", len(plan.Changes))
+	in.live = fmt.Sprintf("%d server changes through the runtime API, no reload", len(plan.Changes))
 	t.log.Info("server changes applied live through the runtime API; no reload", "changes", len(plan.Changes), "path", t.cfg.Destination)
 	// A later reload or restart by someone else must not load a state
 	// file older than these changes.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"time"
 
@@ -341,7 +340,7 @@ func (g *group) applyOnce(ctx context.Context, snap *schema.Snapshot, force bool
 			continue
 		}
 		if reason, why := in.applyLive(ctx); reason != "" {
-			in.how = "reloaded: " + reason + ": " + why
+			in.whyReload = reason + ": " + why
 			needReload = true
 			in.t.metrics.liveReload(in.t.cfg.Name, reason)
 			in.t.log.Info("reloading: the change cannot be applied live", "reason", reason, "detail", why)
@@ -390,14 +389,16 @@ func (g *group) applyOnce(ctx context.Context, snap *schema.Snapshot, force bool
 		if g.canReload() && needReload {
 			msg = "file updated and reloaded"
 		}
-		how := in.how
-		switch {
-		case how == "":
-			how = msg
-		case strings.HasPrefix(how, "live") && needReload && g.canReload():
-			how = "reloaded with the rest of its group (" + how + ")"
-		case strings.HasPrefix(how, "reloaded: ") && !g.canReload():
-			how = "file updated, not reloaded (no reload command or haproxy.master): " + strings.TrimPrefix(how, "reloaded: ")
+		how := msg
+		switch reloaded := needReload && g.canReload(); {
+		case in.live != "" && reloaded:
+			how = "reloaded with the rest of its group (live: " + in.live + ")"
+		case in.live != "":
+			how = "live: " + in.live
+		case in.whyReload != "" && reloaded:
+			how = "reloaded: " + in.whyReload
+		case in.whyReload != "":
+			how = "file updated, not reloaded (no reload command or haproxy.master): " + in.whyReload
 		}
 		in.t.commit(snap, in.plan.deps, true, how)
 		in.t.log.Info(msg, "path", in.t.cfg.Destination, "rev", snap.Rev)
