@@ -448,12 +448,12 @@ func (t *Target) vars(staged string) cmdVars {
 // installed is a destination replaced in this round, with what to put
 // back if the round fails.
 type installed struct {
-	t    *Target
-	plan *planned
+	t       *Target
+	plan    *planned
+	prev    []byte
+	existed bool
 	// For haproxy templates: what applyLive did live, or why it reloads.
 	live, whyReload string
-	prev            []byte
-	existed         bool
 }
 
 // install writes out to a staged file beside the destination, runs the
