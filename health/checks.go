@@ -8,10 +8,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
 	"syscall"
 	"time"
+
+	"github.com/rewire/rewire/internal/proc"
 )
 
 // Checker probes something once. Check must return promptly once ctx is
@@ -128,21 +128,8 @@ func (e Exec) Check(ctx context.Context) Result {
 		return Result{Status: Critical, Output: "no command"}
 	}
 	start := time.Now()
-	out := &limitedBuffer{max: maxRead}
-	cmd := exec.CommandContext(ctx, e.Argv[0], e.Argv[1:]...)
+	cmd, out := proc.Command(ctx, e.Argv, maxRead, execWaitDelay)
 	cmd.Dir = e.Dir
-	cmd.Stdout = out // the same writer for both: one pipe, no concurrent Writes
-	cmd.Stderr = out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error {
-		// The group ID is the leader's PID; kill everything in it.
-		err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		if errors.Is(err, syscall.ESRCH) {
-			return os.ErrProcessDone
-		}
-		return err
-	}
-	cmd.WaitDelay = execWaitDelay
 
 	err := cmd.Run()
 	if err != nil && ctx.Err() != nil {
@@ -153,7 +140,7 @@ func (e Exec) Check(ctx context.Context) Result {
 	}
 	// A command that exited but left a grandchild holding the pipe gets
 	// ErrWaitDelay; its exit status still counts.
-	r := Result{Status: Critical, Output: CleanOutput(string(out.buf))}
+	r := Result{Status: Critical, Output: CleanOutput(out.String())}
 	switch cmd.ProcessState.ExitCode() {
 	case 0:
 		r.Status = Passing
@@ -164,21 +151,6 @@ func (e Exec) Check(ctx context.Context) Result {
 		r.Output = cmd.ProcessState.String()
 	}
 	return r
-}
-
-// limitedBuffer keeps the first max bytes written to it and silently
-// discards the rest, so a chatty command is never blocked or killed by a
-// closed pipe.
-type limitedBuffer struct {
-	buf []byte
-	max int
-}
-
-func (b *limitedBuffer) Write(p []byte) (int, error) {
-	if n := b.max - len(b.buf); n > 0 {
-		b.buf = append(b.buf, p[:min(n, len(p))]...)
-	}
-	return len(p), nil
 }
 
 // failure is the Critical result for a probe that started at start and

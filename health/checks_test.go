@@ -208,16 +208,10 @@ func TestExec(t *testing.T) {
 // TestExecOutputBound checks that a command writing far more than the
 // output limit is neither blocked nor kept in full.
 func TestExecOutputBound(t *testing.T) {
-	var b limitedBuffer
-	b.max = maxRead
-	chunk := make([]byte, 1000)
-	for range 10 {
-		if n, err := b.Write(chunk); n != len(chunk) || err != nil {
-			t.Fatalf("Write(%d bytes) = %d, %v; want %d, nil", len(chunk), n, err, len(chunk))
-		}
-	}
-	if len(b.buf) != maxRead {
-		t.Errorf("after 10000 bytes, buffered %d bytes, want %d", len(b.buf), maxRead)
+	c := Exec{Argv: []string{"sh", "-c", "i=0; while [ $i -lt 10 ]; do printf '%01000d' 0; i=$((i+1)); done"}}
+	got := check(t, c, 10*time.Second)
+	if got.Status != Passing || len(got.Output) > maxRead {
+		t.Errorf("Check of a command writing 10000 bytes = %v (%d bytes of output), want passing with at most %d", got.Status, len(got.Output), maxRead)
 	}
 }
 

@@ -1,16 +1,14 @@
 package render
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
 	"strings"
-	"syscall"
 	"text/template"
 	"time"
 
+	"github.com/rewire/rewire/internal/proc"
 	"gopkg.in/yaml.v3"
 )
 
@@ -118,12 +116,7 @@ func (c Command) run(ctx context.Context, v cmdVars, timeout time.Duration) (str
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	var out limitedBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = time.Second
+	cmd, out := proc.Command(ctx, argv, maxCmdOutput, time.Second)
 	err = cmd.Run()
 	text := strings.TrimSpace(out.String())
 	if err != nil {
@@ -133,13 +126,4 @@ func (c Command) run(ctx context.Context, v cmdVars, timeout time.Duration) (str
 		return text, fmt.Errorf("%w: %s: %v", ErrCommand, c, err)
 	}
 	return text, nil
-}
-
-type limitedBuffer struct{ bytes.Buffer }
-
-func (b *limitedBuffer) Write(p []byte) (int, error) {
-	if room := maxCmdOutput - b.Len(); room > 0 {
-		b.Buffer.Write(p[:min(len(p), room)])
-	}
-	return len(p), nil
 }
