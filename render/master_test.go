@@ -402,9 +402,13 @@ func TestHAProxyReconcile(t *testing.T) {
 		t.Fatal("no server be/down")
 		return 0
 	}
-	waitUntil(t, 10*time.Second, "the reconcile to put be/down's weight back to 1", func() bool { return weight() == 1 })
-	if n := metricValue(t, reg, "templater_haproxy_drift_repairs_total", "template", "lb"); n < 1 {
-		t.Errorf("templater_haproxy_drift_repairs_total = %v, want ≥ 1", n)
+	// The repair is counted once Converge has applied and verified it, so
+	// wait on the counter: when it moves, the weight must already be back.
+	waitUntil(t, 10*time.Second, "templater_haproxy_drift_repairs_total ≥ 1", func() bool {
+		return metricValue(t, reg, "templater_haproxy_drift_repairs_total", "template", "lb") >= 1
+	})
+	if w := weight(); w != 1 {
+		t.Errorf("be/down's weight after a counted repair = %d, want the file's 1", w)
 	}
 	if st := l.showProc(t, ctx); st.Master.Reloads != 0 {
 		t.Errorf("show proc = %+v: want no reload", st)
