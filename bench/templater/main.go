@@ -121,7 +121,7 @@ func ints(s string) ([]int, error) {
 type row struct {
 	n, services              int
 	raw, rawProc, inproc, pr []time.Duration
-	rssKB, hwmKB             int
+	mem                      procMem
 }
 
 func run(o options) error {
@@ -158,7 +158,7 @@ func run(o options) error {
 		fmt.Printf("| %s | %s / %s | %s / %s | %.1f× | %s / %s | %.1f MiB (%.1f) |\n", layout(r.n, r.services),
 			ms(pct(r.raw, 50)), ms(pct(r.raw, 99)), ms(pct(r.inproc, 50)), ms(pct(r.inproc, 99)),
 			float64(pct(r.inproc, 50))/float64(pct(r.raw, 50)),
-			ms(pct(r.pr, 50)), ms(pct(r.pr, 99)), float64(r.rssKB)/1024, float64(r.hwmKB)/1024)
+			ms(pct(r.pr, 50)), ms(pct(r.pr, 99)), float64(r.mem.RSS)/1024, float64(r.mem.HWM)/1024)
 	}
 	fmt.Printf("\ntotal run time %s\n", time.Since(start).Round(time.Second))
 	return nil
@@ -237,14 +237,14 @@ func measure(o options, n, services int, burst bool) (row, error) {
 			return r, fmt.Errorf("burst: %w", err)
 		}
 	}
-	r.rssKB, r.hwmKB = p.rss()
+	r.mem = p.rss()
 	mem, err := scrape(p.listen)
 	if err != nil {
 		return r, err
 	}
 	mib := func(name string) float64 { return mem[name] / (1 << 20) }
-	fmt.Printf("- process RSS: max sampled %.1f MiB, peak (VmHWM) %.1f MiB; Go heap at the end: %.1f MiB allocated, next GC at %.1f MiB, %.1f MiB in use, %.1f MiB obtained from the OS\n\n",
-		float64(r.rssKB)/1024, float64(r.hwmKB)/1024, mib("go_memstats_heap_alloc_bytes"), mib("go_memstats_next_gc_bytes"),
+	fmt.Printf("- process RSS: max sampled %.1f MiB (%.1f anonymous, %.1f file-backed), peak (VmHWM) %.1f MiB; Go heap at the end: %.1f MiB allocated, next GC at %.1f MiB, %.1f MiB in use, %.1f MiB obtained from the OS\n\n",
+		float64(r.mem.RSS)/1024, float64(r.mem.Anon)/1024, float64(r.mem.File)/1024, float64(r.mem.HWM)/1024, mib("go_memstats_heap_alloc_bytes"), mib("go_memstats_next_gc_bytes"),
 		mib("go_memstats_heap_inuse_bytes"), mib("go_memstats_sys_bytes"))
 	return r, nil
 }
@@ -512,7 +512,7 @@ type process struct {
 
 	// mu guards maxRSS.
 	mu     sync.Mutex
-	maxRSS int
+	maxRSS procMem
 }
 
 func (c *cluster) startProcess(o options, dir string) (*process, error) {
@@ -555,20 +555,25 @@ func (p *process) sample() {
 		case <-p.done:
 			return
 		case <-tick.C:
-			rss, _ := memKB(p.cmd.Process.Pid)
+			m := memKB(p.cmd.Process.Pid)
 			p.mu.Lock()
-			p.maxRSS = max(p.maxRSS, rss)
+			if m.RSS > p.maxRSS.RSS {
+				p.maxRSS = m
+			}
 			p.mu.Unlock()
 		}
 	}
 }
 
-// rss returns the largest sampled VmRSS and the kernel's peak (VmHWM).
-func (p *process) rss() (maxKB, hwmKB int) {
-	_, hwm := memKB(p.cmd.Process.Pid)
+// rss returns the sample with the largest VmRSS, with the kernel's peak
+// (VmHWM) read now.
+func (p *process) rss() procMem {
+	hwm := memKB(p.cmd.Process.Pid).HWM
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.maxRSS, hwm
+	m := p.maxRSS
+	m.HWM = hwm
+	return m
 }
 
 func (p *process) stop() {
@@ -658,24 +663,28 @@ func cpuSeconds(pid int) float64 {
 	return (ut + st) / 100
 }
 
-// memKB returns VmRSS and VmHWM of pid.
-func memKB(pid int) (rss, hwm int) {
+// procMem is a process's memory from /proc/PID/status, in KiB.
+type procMem struct {
+	RSS, HWM, Anon, File int
+}
+
+// memKB reads pid's VmRSS, VmHWM, RssAnon and RssFile.
+func memKB(pid int) procMem {
+	var m procMem
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0
+		return m
 	}
+	fields := map[string]*int{"VmRSS": &m.RSS, "VmHWM": &m.HWM, "RssAnon": &m.Anon, "RssFile": &m.File}
 	for line := range strings.SplitSeq(string(b), "\n") {
 		name, rest, _ := strings.Cut(line, ":")
-		if f := strings.Fields(rest); len(f) > 0 && (name == "VmRSS" || name == "VmHWM") {
-			v, _ := strconv.Atoi(f[0])
-			if name == "VmRSS" {
-				rss = v
-			} else {
-				hwm = v
+		if dst, ok := fields[name]; ok {
+			if f := strings.Fields(rest); len(f) > 0 {
+				*dst, _ = strconv.Atoi(f[0])
 			}
 		}
 	}
-	return rss, hwm
+	return m
 }
 
 func pct(s []time.Duration, p int) time.Duration {
