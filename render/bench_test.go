@@ -71,10 +71,11 @@ func BenchmarkRender(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	prog := newProgram(tmpl)
 	for _, n := range benchSizes {
 		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
 			_, snap := benchIndex(b, n)
-			out, _, err := executeDeps(tmpl, snap, benchKeys, nil)
+			out, _, err := prog.execute(snap, benchKeys, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -84,7 +85,7 @@ func BenchmarkRender(b *testing.B) {
 			b.SetBytes(int64(len(out)))
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, _, err := executeDeps(tmpl, snap, benchKeys, nil); err != nil {
+				if _, _, err := prog.execute(snap, benchKeys, nil); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -102,9 +103,10 @@ func BenchmarkDepsChanged(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	prog := newProgram(tmpl)
 	for _, n := range benchSizes {
 		x, snap := benchIndex(b, n)
-		_, deps, err := executeDeps(tmpl, snap, benchKeys, nil)
+		_, deps, err := prog.execute(snap, benchKeys, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -118,7 +120,7 @@ func BenchmarkDepsChanged(b *testing.B) {
 			b.Fatal(err)
 		}
 		unchanged := x.Snapshot(3)
-		_, deps2, err := executeDeps(tmpl, changed, benchKeys, nil)
+		_, deps2, err := prog.execute(changed, benchKeys, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -144,5 +146,39 @@ func BenchmarkDepsChanged(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkRenderChange is the render step of one change with the block
+// cache a Target keeps: one instance flips health, so the example
+// template re-executes that instance's backend and reuses the others.
+func BenchmarkRenderChange(b *testing.B) {
+	tmpl, err := Parse("haproxy.cfg.tmpl", benchTemplate(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	prog := newProgram(tmpl)
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
+			x, first := benchIndex(b, n)
+			i := n / 2
+			svc, id := benchName(i, min(n, 50))
+			if err := x.Put(benchKeys.Instance(svc, id), benchRecord(b, svc, id, i, health.Critical)); err != nil {
+				b.Fatal(err)
+			}
+			snaps := [2]*schema.Snapshot{first, x.Snapshot(2)}
+			cache := newBlockCache()
+			if _, _, err := prog.execute(first, benchKeys, cache); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			k := 0
+			for b.Loop() {
+				k++
+				if _, _, err := prog.execute(snaps[k&1], benchKeys, cache); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -47,15 +47,14 @@ type execState struct {
 
 // registryFuncs returns the registry functions bound to st.
 func registryFuncs(st *execState) template.FuncMap {
-	snap, keys := st.snap, st.keys
 	abs := func(path string) (string, error) {
 		if strings.HasPrefix(path, "/") {
-			if !strings.HasPrefix(path, keys.Root()) {
-				return "", fmt.Errorf("key %q is outside the watched prefix %s", path, keys.Root())
+			if !strings.HasPrefix(path, st.keys.Root()) {
+				return "", fmt.Errorf("key %q is outside the watched prefix %s", path, st.keys.Root())
 			}
 			return path, nil
 		}
-		return keys.Root() + path, nil
+		return st.keys.Root() + path, nil
 	}
 	list := func(path string, recursive bool) ([]schema.KV, error) {
 		p, err := abs(path)
@@ -63,7 +62,7 @@ func registryFuncs(st *execState) template.FuncMap {
 			return nil, err
 		}
 		p = strings.TrimSuffix(p, "/") + "/"
-		all := snap.List(p)
+		all := st.snap.List(p)
 		st.deps.prefix(p, all)
 		var out []schema.KV
 		for _, kv := range all {
@@ -80,8 +79,8 @@ func registryFuncs(st *execState) template.FuncMap {
 			if len(statuses) > 1 {
 				return nil, fmt.Errorf("service %q: want at most one status filter, got %d", name, len(statuses))
 			}
-			st.deps.service(snap, name)
-			sv := service(snap, name)
+			st.deps.service(st.snap, name)
+			sv := service(st.snap, name)
 			if len(statuses) == 0 {
 				return sv.Routable(), nil
 			}
@@ -98,19 +97,19 @@ func registryFuncs(st *execState) template.FuncMap {
 			return out, nil
 		},
 		"serviceTags": func(name string) []string {
-			st.deps.service(snap, name)
-			return service(snap, name).Tags()
+			st.deps.service(st.snap, name)
+			return service(st.snap, name).Tags()
 		},
 		"instances": func(name string) []schema.Instance {
-			st.deps.service(snap, name)
-			return service(snap, name).Instances
+			st.deps.service(st.snap, name)
+			return service(st.snap, name).Instances
 		},
 		"serviceOrAll": func(name string, threshold float64) ([]schema.Instance, error) {
 			if threshold < 0 || threshold > 1 {
 				return nil, fmt.Errorf("serviceOrAll %q: threshold %v: want a fraction between 0 and 1", name, threshold)
 			}
-			st.deps.service(snap, name)
-			sv := service(snap, name)
+			st.deps.service(st.snap, name)
+			sv := service(st.snap, name)
 			routable := sv.Routable()
 			if len(sv.Instances) == 0 || float64(len(routable)) >= threshold*float64(len(sv.Instances)) {
 				return routable, nil
@@ -129,10 +128,10 @@ func registryFuncs(st *execState) template.FuncMap {
 			return out, nil
 		},
 		"services": func() []ServiceInfo {
-			st.deps.all(snap)
+			st.deps.all(st.snap)
 			var out []ServiceInfo
-			for _, n := range snap.ServiceNames() {
-				if sv := snap.Service(n); len(sv.Instances) > 0 {
+			for _, n := range st.snap.ServiceNames() {
+				if sv := st.snap.Service(n); len(sv.Instances) > 0 {
 					out = append(out, ServiceInfo{Name: n, Tags: sv.Tags()})
 				}
 			}
@@ -143,7 +142,7 @@ func registryFuncs(st *execState) template.FuncMap {
 			if err != nil {
 				return "", err
 			}
-			v, ok := snap.Get(p)
+			v, ok := st.snap.Get(p)
 			st.deps.key(p, v, ok)
 			if !ok {
 				return "", fmt.Errorf("key %s does not exist (use keyOrDefault for optional keys)", p)
@@ -155,7 +154,7 @@ func registryFuncs(st *execState) template.FuncMap {
 			if err != nil {
 				return "", err
 			}
-			v, ok := snap.Get(p)
+			v, ok := st.snap.Get(p)
 			st.deps.key(p, v, ok)
 			if ok {
 				return v, nil

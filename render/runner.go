@@ -402,6 +402,10 @@ func (g *group) applyOnce(ctx context.Context, snap *schema.Snapshot, force bool
 		}
 		in.t.commit(snap, in.plan.deps, true, how)
 		in.t.log.Info(msg, "path", in.t.cfg.Destination, "rev", snap.Rev)
+		// Off the path of the change: the new file is already in use.
+		if err := in.t.syncDir(); err != nil {
+			in.t.log.Warn("fsync of the destination's directory failed; a crash now could bring back the previous file", "path", in.t.cfg.Destination, "err", err)
+		}
 	}
 	for i, t := range g.targets {
 		if skipped[i] {

@@ -20,6 +20,11 @@ type Service struct {
 	Maintenance *Maintenance
 	// Expect is the operator's expected instance count; 0 when unset.
 	Expect int
+
+	// tags caches Tags for a Service built by an Index (tagsSet):
+	// templates ask for every service's tags on every render.
+	tags    []string
+	tagsSet bool
 }
 
 // Routable returns the instances that may receive traffic.
@@ -36,8 +41,16 @@ func (s *Service) Routable() []Instance {
 	return out
 }
 
-// Tags returns the union of the instances' tags, sorted.
+// Tags returns the union of the instances' tags, sorted. For a Service
+// from a Snapshot the slice is shared: do not modify it.
 func (s *Service) Tags() []string {
+	if s.tagsSet {
+		return s.tags
+	}
+	return s.unionTags()
+}
+
+func (s *Service) unionTags() []string {
 	set := map[string]bool{}
 	for _, in := range s.Instances {
 		for _, t := range in.Tags {
@@ -260,5 +273,6 @@ func (x *Index) buildService(name string) *Service {
 		in.Maintenance = sv.Maintenance != nil || instMaint
 		sv.Instances = append(sv.Instances, in)
 	}
+	sv.tags, sv.tagsSet = slices.Clip(sv.unionTags()), true
 	return sv
 }

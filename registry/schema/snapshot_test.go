@@ -479,3 +479,34 @@ func TestServiceTags(t *testing.T) {
 		t.Errorf("Tags() = %q, want %q", got, want)
 	}
 }
+
+// TestServiceTagsFollowChanges: a Snapshot's Service keeps its tags
+// computed once; they must still follow every change to the instances,
+// and an older snapshot must keep its own.
+func TestServiceTagsFollowChanges(t *testing.T) {
+	x := NewIndex(Keys{})
+	putInstance(t, x, inst("web", "web-1", func(in *Instance) { in.Tags = []string{"v1"} }))
+	s1 := x.Snapshot(1)
+	putInstance(t, x, inst("web", "web-1", func(in *Instance) { in.Tags = []string{"v2"} }))
+	putInstance(t, x, inst("web", "web-2", func(in *Instance) { in.Tags = []string{"canary"} }))
+	s2 := x.Snapshot(2)
+	x.Delete(Keys{}.Instance("web", "web-2"))
+	s3 := x.Snapshot(3)
+	for _, tc := range []struct {
+		snap *Snapshot
+		want []string
+	}{
+		{s1, []string{"v1"}},
+		{s2, []string{"canary", "v2"}},
+		{s3, []string{"v2"}},
+	} {
+		if got := tc.snap.Service("web").Tags(); !slices.Equal(got, tc.want) {
+			t.Errorf("rev %d: Tags() = %q, want %q", tc.snap.Rev, got, tc.want)
+		}
+	}
+	// A Service not built by an Index computes them.
+	sv := &Service{Name: "web", Instances: []Instance{inst("web", "a", func(in *Instance) { in.Tags = []string{"x"} })}}
+	if got := sv.Tags(); !slices.Equal(got, []string{"x"}) {
+		t.Errorf("Tags() of a literal Service = %q, want [x]", got)
+	}
+}
