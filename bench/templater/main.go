@@ -243,9 +243,12 @@ func measure(o options, n, services int, burst bool) (row, error) {
 		return r, err
 	}
 	mib := func(name string) float64 { return mem[name] / (1 << 20) }
-	fmt.Printf("- process RSS: max sampled %.1f MiB (%.1f anonymous, %.1f file-backed), peak (VmHWM) %.1f MiB; Go heap at the end: %.1f MiB allocated, next GC at %.1f MiB, %.1f MiB in use, %.1f MiB obtained from the OS\n\n",
+	fmt.Printf("- process RSS: max sampled %.1f MiB (%.1f anonymous, %.1f file-backed), peak (VmHWM) %.1f MiB; Go heap at the end: %.1f MiB allocated, next GC at %.1f MiB, %.1f MiB in use, %.1f MiB obtained from the OS\n",
 		float64(r.mem.RSS)/1024, float64(r.mem.Anon)/1024, float64(r.mem.File)/1024, float64(r.mem.HWM)/1024, mib("go_memstats_heap_alloc_bytes"), mib("go_memstats_next_gc_bytes"),
 		mib("go_memstats_heap_inuse_bytes"), mib("go_memstats_sys_bytes"))
+	fmt.Printf("  of which heap idle %.1f MiB (%.1f released to the OS), stacks %.1f MiB, GC metadata %.1f MiB, other %.1f MiB\n\n",
+		mib("go_memstats_heap_idle_bytes"), mib("go_memstats_heap_released_bytes"), mib("go_memstats_stack_sys_bytes"),
+		mib("go_memstats_gc_sys_bytes"), mib("go_memstats_other_sys_bytes"))
 	return r, nil
 }
 

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/rewire/rewire/health"
 )
 
 // Service is everything the registry knows about one service at one
@@ -102,33 +104,40 @@ func (s *Snapshot) List(prefix string) []KV {
 // produces Snapshots that share every unchanged Service with the previous
 // one, so a change costs work proportional to the services it touched.
 // An Index is not safe for concurrent use.
+//
+// The instances live only in the last Snapshot's services (one copy of each
+// record, which never changes once published) plus the records put or
+// deleted since then (pending); Snapshot merges the two.
 type Index struct {
-	keys      Keys
-	instances map[string]map[string]Instance // service → id → record
-	maint     map[string]map[string]Maintenance
-	expect    map[string]int
-	kv        map[string]string
-	// order caches each service's instance ids, sorted, so that a change
-	// to an existing instance does not sort them again; a service's entry
-	// is dropped when an id is added or removed.
-	order map[string][]string
+	keys    Keys
+	pending map[string]map[string]pendingInstance // service → id → change since the last Snapshot
+	lastPut map[string]Instance                   // service → the record put last since the last Snapshot
+	maint   map[string]map[string]Maintenance
+	expect  map[string]int
+	kv      map[string]string
 
 	dirty   map[string]bool
 	kvDirty bool
 	last    *Snapshot
 }
 
+// pendingInstance is a record put, or deleted, since the last Snapshot.
+type pendingInstance struct {
+	in      Instance
+	deleted bool
+}
+
 // NewIndex returns an empty index for keys under k.
 func NewIndex(k Keys) *Index {
 	return &Index{
-		keys:      k,
-		instances: map[string]map[string]Instance{},
-		maint:     map[string]map[string]Maintenance{},
-		expect:    map[string]int{},
-		kv:        map[string]string{},
-		order:     map[string][]string{},
-		dirty:     map[string]bool{},
-		kvDirty:   true,
+		keys:    k,
+		pending: map[string]map[string]pendingInstance{},
+		lastPut: map[string]Instance{},
+		maint:   map[string]map[string]Maintenance{},
+		expect:  map[string]int{},
+		kv:      map[string]string{},
+		dirty:   map[string]bool{},
+		kvDirty: true,
 	}
 }
 
@@ -163,10 +172,24 @@ func (x *Index) Put(key string, value []byte) error {
 			x.Delete(key)
 			return &InvalidError{key, err}
 		}
-		if _, ok := x.instances[svc][id]; !ok {
-			delete(x.order, svc)
+		// Share values with the record's previous version and the record
+		// put before it now, not at Snapshot: a first read of a large
+		// registry would otherwise hold every record's own copies of them
+		// until it ends.
+		var prev, before *Instance
+		if x.last != nil {
+			if sv := x.last.services[svc]; sv != nil {
+				if i, ok := slices.BinarySearchFunc(sv.Instances, id, func(in Instance, id string) int { return strings.Compare(in.ID, id) }); ok {
+					prev = &sv.Instances[i]
+				}
+			}
 		}
-		setIn(x.instances, svc, id, in)
+		if lp, ok := x.lastPut[svc]; ok {
+			before = &lp
+		}
+		share(&in, svc, prev, before)
+		x.lastPut[svc] = in
+		setIn(x.pending, svc, id, pendingInstance{in: in})
 	case KindMaintenance:
 		var m Maintenance
 		if err := json.Unmarshal(value, &m); err != nil {
@@ -201,8 +224,7 @@ func (x *Index) Delete(key string) {
 		}
 		return
 	case KindInstance:
-		deleteIn(x.instances, svc, id)
-		delete(x.order, svc)
+		setIn(x.pending, svc, id, pendingInstance{deleted: true})
 	case KindMaintenance:
 		deleteIn(x.maint, svc, id)
 	case KindExpect:
@@ -240,6 +262,7 @@ func (x *Index) Snapshot(rev int64) *Snapshot {
 		}
 	}
 	clear(x.dirty)
+	clear(x.lastPut)
 	if x.kvDirty {
 		s.kv = maps.Clone(x.kv)
 		s.kvKeys = slices.Sorted(maps.Keys(s.kv))
@@ -250,29 +273,118 @@ func (x *Index) Snapshot(rev int64) *Snapshot {
 }
 
 func (x *Index) buildService(name string) *Service {
-	insts, maint, expect := x.instances[name], x.maint[name], x.expect[name]
-	if len(insts) == 0 && len(maint) == 0 && expect == 0 {
-		return nil
+	var old []Instance
+	if x.last != nil {
+		if sv := x.last.services[name]; sv != nil {
+			old = sv.Instances
+		}
 	}
+	pend, maint, expect := x.pending[name], x.maint[name], x.expect[name]
+	delete(x.pending, name)
 	sv := &Service{Name: name, Expect: expect}
 	if m, ok := maint[""]; ok {
 		sv.Maintenance = &m
 	}
-	if len(insts) == 0 {
+	// Merge the previous instances with the changes, both in ID order.
+	ids := slices.Sorted(maps.Keys(pend))
+	out := make([]Instance, 0, len(old)+len(pend))
+	add := func(in Instance) {
+		_, instMaint := maint[in.ID]
+		in.Maintenance = sv.Maintenance != nil || instMaint
+		out = append(out, in)
+	}
+	i := 0
+	for _, id := range ids {
+		for ; i < len(old) && old[i].ID < id; i++ {
+			add(old[i])
+		}
+		if i < len(old) && old[i].ID == id {
+			i++ // replaced or deleted
+		}
+		p := pend[id]
+		if p.deleted {
+			continue
+		}
+		add(p.in)
+	}
+	for ; i < len(old); i++ {
+		add(old[i])
+	}
+	if len(out) == 0 {
+		if sv.Maintenance == nil && len(maint) == 0 && expect == 0 {
+			return nil
+		}
 		return sv
 	}
-	ids, ok := x.order[name]
-	if !ok {
-		ids = slices.Sorted(maps.Keys(insts))
-		x.order[name] = ids
-	}
-	sv.Instances = make([]Instance, 0, len(ids))
-	for _, id := range ids {
-		in := insts[id]
-		_, instMaint := maint[id]
-		in.Maintenance = sv.Maintenance != nil || instMaint
-		sv.Instances = append(sv.Instances, in)
-	}
+	sv.Instances = out
 	sv.tags, sv.tagsSet = slices.Clip(sv.unionTags()), true
 	return sv
+}
+
+// share makes a new record use the memory of equal values it has in common
+// with refs (its previous version, the record put before it; nil ones are
+// skipped) instead of its own copies: records of one service mostly share
+// tags, meta and check names, and a record that changed mostly keeps its
+// previous values. Records in a Snapshot are never modified, so sharing is
+// safe. Statuses and kinds become the package constants.
+func share(in *Instance, service string, refs ...*Instance) {
+	in.Service = service
+	in.Health.Shallow, in.Health.Deep = canonStatus(in.Health.Shallow), canonStatus(in.Health.Deep)
+	for k := range in.Health.Checks {
+		c := &in.Health.Checks[k]
+		c.Status = canonStatus(c.Status)
+		if c.Kind == health.Deep {
+			c.Kind = health.Deep
+		} else if c.Kind == health.Shallow {
+			c.Kind = health.Shallow
+		}
+	}
+	for _, r := range refs {
+		if r == nil {
+			continue
+		}
+		if in.ID == r.ID {
+			in.ID = r.ID
+		}
+		if in.Node == r.Node {
+			in.Node = r.Node
+		}
+		if in.Address == r.Address {
+			in.Address = r.Address
+		}
+		if slices.Equal(in.Tags, r.Tags) {
+			in.Tags = r.Tags
+		}
+		if slices.Equal(in.DependsOn, r.DependsOn) {
+			in.DependsOn = r.DependsOn
+		}
+		if maps.Equal(in.Meta, r.Meta) {
+			in.Meta = r.Meta
+		}
+		for k := range min(len(in.Health.Checks), len(r.Health.Checks)) {
+			if c, rc := &in.Health.Checks[k], r.Health.Checks[k]; c.Name == rc.Name {
+				c.Name = rc.Name
+				if c.Output == rc.Output {
+					c.Output = rc.Output
+				}
+			}
+		}
+		if slices.Equal(in.Health.Checks, r.Health.Checks) {
+			in.Health.Checks = r.Health.Checks
+		}
+	}
+}
+
+// canonStatus returns the package constant equal to s, so that records do
+// not each hold a copy of the same few words.
+func canonStatus(s health.Status) health.Status {
+	switch s {
+	case health.Passing:
+		return health.Passing
+	case health.Warning:
+		return health.Warning
+	case health.Critical:
+		return health.Critical
+	}
+	return s
 }

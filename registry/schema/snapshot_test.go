@@ -2,8 +2,12 @@ package schema
 
 import (
 	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -508,5 +512,101 @@ func TestServiceTagsFollowChanges(t *testing.T) {
 	sv := &Service{Name: "web", Instances: []Instance{inst("web", "a", func(in *Instance) { in.Tags = []string{"x"} })}}
 	if got := sv.Tags(); !slices.Equal(got, []string{"x"}) {
 		t.Errorf("Tags() of a literal Service = %q, want [x]", got)
+	}
+}
+
+// TestIndexMatchesModel applies random puts, deletes and maintenance
+// changes, with snapshots taken at random points, and compares every
+// snapshot with a plain map of the same operations. Every earlier
+// snapshot must still read as it did when it was taken: the index merges
+// changes into new slices and shares values between records, and neither
+// may ever write into a published one.
+func TestIndexMatchesModel(t *testing.T) {
+	k := Keys{}
+	rng := rand.New(rand.NewPCG(1, 2))
+	x := NewIndex(k)
+	model := map[string]map[string]Instance{} // service → id → record
+	maint := map[string]bool{}                // "svc/id" or "svc/"
+	type taken struct {
+		snap *Snapshot
+		want map[string][]Instance
+	}
+	var snaps []taken
+	expected := func() map[string][]Instance {
+		out := map[string][]Instance{}
+		for svc, byID := range model {
+			for _, id := range slices.Sorted(maps.Keys(byID)) {
+				in := byID[id]
+				in.Service = svc
+				in.Maintenance = maint[svc+"/"] || maint[svc+"/"+id]
+				out[svc] = append(out[svc], in)
+			}
+		}
+		return out
+	}
+	check := func(tk taken) {
+		t.Helper()
+		for _, svc := range []string{"a", "b", "c"} {
+			sv := tk.snap.Service(svc)
+			var got []Instance
+			if sv != nil {
+				got = sv.Instances
+			}
+			want := tk.want[svc]
+			if len(got) != len(want) {
+				t.Fatalf("rev %d service %s: %d instances %q, want %d %q", tk.snap.Rev, svc, len(got), ids(got), len(want), ids(want))
+			}
+			for i := range got {
+				if !reflect.DeepEqual(got[i], want[i]) {
+					t.Fatalf("rev %d service %s instance %d:\n got %+v\nwant %+v", tk.snap.Rev, svc, i, got[i], want[i])
+				}
+			}
+		}
+	}
+	for step := range 3000 {
+		svc := []string{"a", "b", "c"}[rng.IntN(3)]
+		id := fmt.Sprintf("i%02d", rng.IntN(30))
+		switch r := rng.IntN(10); {
+		case r < 6:
+			in := inst(svc, id, func(in *Instance) {
+				in.Tags = []string{"v" + strconv.Itoa(rng.IntN(2))}
+				in.Meta = map[string]string{"version": strconv.Itoa(rng.IntN(2))}
+				in.Node = "node" + strconv.Itoa(rng.IntN(3))
+				in.Weight = rng.IntN(3)
+				in.Health.Shallow = []health.Status{health.Passing, health.Critical}[rng.IntN(2)]
+				in.Health.Checks = []Check{{Name: "alive", Kind: health.Shallow, Status: in.Health.Shallow, Output: "out" + strconv.Itoa(rng.IntN(2))}}
+			})
+			putInstance(t, x, in)
+			if model[svc] == nil {
+				model[svc] = map[string]Instance{}
+			}
+			stored, err := DecodeInstance(marshal(t, in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			model[svc][id] = stored
+		case r < 8:
+			x.Delete(k.Instance(svc, id))
+			delete(model[svc], id)
+		default:
+			if rng.IntN(4) == 0 {
+				id = ""
+			}
+			if maint[svc+"/"+id] {
+				x.Delete(k.Maintenance(svc, id))
+				delete(maint, svc+"/"+id)
+			} else {
+				put(t, x, k.Maintenance(svc, id), `{}`)
+				maint[svc+"/"+id] = true
+			}
+		}
+		if rng.IntN(5) == 0 {
+			tk := taken{x.Snapshot(int64(step)), expected()}
+			check(tk)
+			snaps = append(snaps, tk)
+		}
+	}
+	for _, tk := range snaps {
+		check(tk)
 	}
 }
