@@ -3,12 +3,17 @@ GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BINS        := ./cmd/registrar ./cmd/templater ./internal/demo
 
-.PHONY: all build demo test test-short lint bench bench-registrar bench-templater clean
+.PHONY: all build dist demo test test-short lint bench bench-registrar bench-templater clean
 
 all: build
 
 build:
 	$(GO) build -o bin/ $(BINS)
+
+## dist: the daemons as deployed (bin/dist/): without etcd's server code, so about
+## 11 MB smaller and 6-7 MiB less resident memory; `--etcd embedded` then refuses.
+dist:
+	$(GO) build -trimpath -tags noembed -o bin/dist/ ./cmd/registrar ./cmd/templater
 
 ## demo: embedded etcd, sample services, registrar, templater and haproxy (if installed). Ctrl-C stops it.
 demo: build
@@ -26,6 +31,7 @@ lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags noembed ./cmd/... ./internal/daemon/
 	$(GO) run $(STATICCHECK) ./...
 
 ## bench: Go benchmarks, then the registrar process measurement (results: docs/PERFORMANCE.md).

@@ -4,7 +4,8 @@
 #   provision.sh app  ENDPOINTS            # registrar + a sample service
 #   provision.sh lb   ENDPOINTS            # haproxy + templater
 # ENDPOINTS is a comma-separated list of host:port. The rewire binaries are
-# taken from /vagrant/bin (run `make build` on the host first).
+# taken from /vagrant/bin/dist (`make dist` on the host first), or from
+# /vagrant/bin (`make build`) when there is no dist build.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 role=${1:?role: etcd, app or lb}
@@ -17,7 +18,9 @@ yaml_list() { # "a:1,b:2" -> "a:1", "b:2"
 }
 
 install_rewire() {
-  install -m 0755 "$src/bin/registrar" "$src/bin/templater" /usr/local/bin/
+  local bin=$src/bin/dist
+  [ -x "$bin/templater" ] || bin=$src/bin
+  install -m 0755 "$bin/registrar" "$bin/templater" /usr/local/bin/
   mkdir -p /etc/rewire
   getent passwd rewire >/dev/null || useradd --system --no-create-home --shell /usr/sbin/nologin rewire
 }
