@@ -187,7 +187,7 @@ func (x *Index) Put(key string, value []byte) error {
 		if lp, ok := x.lastPut[svc]; ok {
 			before = &lp
 		}
-		share(&in, svc, prev, before)
+		share(&in, prev, before)
 		x.lastPut[svc] = in
 		setIn(x.pending, svc, id, pendingInstance{in: in})
 	case KindMaintenance:
@@ -327,21 +327,24 @@ func (x *Index) buildService(name string) *Service {
 // tags, meta and check names, and a record that changed mostly keeps its
 // previous values. Records in a Snapshot are never modified, so sharing is
 // safe. Statuses and kinds become the package constants.
-func share(in *Instance, service string, refs ...*Instance) {
-	in.Service = service
+func share(in *Instance, refs ...*Instance) {
 	in.Health.Shallow, in.Health.Deep = canonStatus(in.Health.Shallow), canonStatus(in.Health.Deep)
 	for k := range in.Health.Checks {
 		c := &in.Health.Checks[k]
 		c.Status = canonStatus(c.Status)
-		if c.Kind == health.Deep {
-			c.Kind = health.Deep
-		} else if c.Kind == health.Shallow {
+		switch c.Kind { // equal strings; the constants' bytes are static
+		case health.Shallow:
 			c.Kind = health.Shallow
+		case health.Deep:
+			c.Kind = health.Deep
 		}
 	}
 	for _, r := range refs {
 		if r == nil {
 			continue
+		}
+		if in.Service == r.Service {
+			in.Service = r.Service
 		}
 		if in.ID == r.ID {
 			in.ID = r.ID
