@@ -61,17 +61,23 @@ func benchTemplate(tb testing.TB) string {
 	return string(text)
 }
 
+// benchProgram is the examples/haproxy template, parsed.
+func benchProgram(tb testing.TB) *program {
+	tb.Helper()
+	tmpl, err := Parse("haproxy.cfg.tmpl", benchTemplate(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return newProgram(tmpl)
+}
+
 var benchSizes = []int{10, 1000, 10000}
 
 // BenchmarkRender executes the examples/haproxy template against a
 // snapshot of n instances in memory: the render step of every change
 // (parsing is done once, at start).
 func BenchmarkRender(b *testing.B) {
-	tmpl, err := Parse("haproxy.cfg.tmpl", benchTemplate(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	prog := newProgram(tmpl)
+	prog := benchProgram(b)
 	for _, n := range benchSizes {
 		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
 			_, snap := benchIndex(b, n)
@@ -99,11 +105,7 @@ func BenchmarkRender(b *testing.B) {
 // soon as its service is compared. "unchanged": a free-form key the
 // template does not read changed, so every dependency is compared.
 func BenchmarkDepsChanged(b *testing.B) {
-	tmpl, err := Parse("haproxy.cfg.tmpl", benchTemplate(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	prog := newProgram(tmpl)
+	prog := benchProgram(b)
 	for _, n := range benchSizes {
 		x, snap := benchIndex(b, n)
 		_, deps, err := prog.execute(snap, benchKeys, nil)
@@ -153,11 +155,7 @@ func BenchmarkDepsChanged(b *testing.B) {
 // cache a Target keeps: one instance flips health, so the example
 // template re-executes that instance's backend and reuses the others.
 func BenchmarkRenderChange(b *testing.B) {
-	tmpl, err := Parse("haproxy.cfg.tmpl", benchTemplate(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	prog := newProgram(tmpl)
+	prog := benchProgram(b)
 	for _, n := range benchSizes {
 		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
 			x, first := benchIndex(b, n)
