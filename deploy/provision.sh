@@ -4,8 +4,8 @@
 #   provision.sh app  ENDPOINTS            # registrar + a sample service
 #   provision.sh lb   ENDPOINTS            # haproxy + templater
 # ENDPOINTS is a comma-separated list of host:port. The rewire binaries are
-# taken from /vagrant/bin/dist (`make dist` on the host first), or from
-# /vagrant/bin (`make build`) when there is no dist build.
+# taken from /vagrant/bin/dist (`make dist` on the host first) or from
+# /vagrant/bin (`make build`), whichever was built last.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 role=${1:?role: etcd, app or lb}
@@ -18,8 +18,11 @@ yaml_list() { # "a:1,b:2" -> "a:1", "b:2"
 }
 
 install_rewire() {
-  local bin=$src/bin/dist
-  [ -x "$bin/templater" ] || bin=$src/bin
+  # The newer of the two builds, so a stale `make dist` does not win.
+  local bin=$src/bin
+  if [ -x "$src/bin/dist/templater" ] && { [ ! -x "$bin/templater" ] || [ "$src/bin/dist/templater" -nt "$bin/templater" ]; }; then
+    bin=$src/bin/dist
+  fi
   install -m 0755 "$bin/registrar" "$bin/templater" /usr/local/bin/
   mkdir -p /etc/rewire
   getent passwd rewire >/dev/null || useradd --system --no-create-home --shell /usr/sbin/nologin rewire

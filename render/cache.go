@@ -41,12 +41,6 @@ func (c *blockCache) end(ok bool) {
 	c.mu.Unlock()
 }
 
-func (c *blockCache) clear() {
-	c.mu.Lock()
-	c.prev = map[string]blockEntry{}
-	c.mu.Unlock()
-}
-
 func (c *blockCache) get(key string) (blockEntry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -30,6 +30,17 @@ func baseFuncs() template.FuncMap {
 		maps.Copy(m, fm)
 	}
 	maps.Copy(m, sprig.TxtFuncMap())
+	// sprig's sortAlpha sorts a []string in place. The tags and other
+	// lists templates get belong to an immutable snapshot, shared between
+	// records and renders: sort a copy.
+	if sortAlpha, ok := m["sortAlpha"].(func(any) []string); ok {
+		m["sortAlpha"] = func(list any) []string {
+			if l, ok := list.([]string); ok {
+				list = slices.Clone(l)
+			}
+			return sortAlpha(list)
+		}
+	}
 	maps.Copy(m, registryFuncs(&execState{}))
 	return m
 }

@@ -2,6 +2,9 @@ package render
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 
@@ -71,5 +74,68 @@ func TestProgramReusesBoundClones(t *testing.T) {
 	}
 	if n := len(p.free); n == 0 || n > 2 {
 		t.Errorf("program keeps %d bound clones, want 1 or 2", n)
+	}
+}
+
+// TestReparseDuringRender replays a render that started with the old
+// source and ends after Reparse: what it cached must not reach renders of
+// the new source, and its commit must not mark the new source as applied.
+func TestReparseDuringRender(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "t.tmpl")
+	const text = `{{ cachedTemplate "r" "web" }}{{ define "r" }}%s {{ . }};{{ end }}`
+	if err := os.WriteFile(src, fmt.Appendf(nil, text, "OLD"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tg, err := NewTarget(TargetConfig{Name: "t", Source: src, Destination: filepath.Join(dir, "out")}, Options{Keys: benchKeys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := schema.NewIndex(benchKeys).Snapshot(1)
+	old := tg.prog // the render in flight holds this one
+	if err := os.WriteFile(src, fmt.Appendf(nil, text, "NEW"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := tg.Reparse(); err != nil || !changed {
+		t.Fatalf("Reparse() = %v, %v; want true, nil", changed, err)
+	}
+	out, deps, err := old.execute(snap, benchKeys, old.cache) // the old render ends now
+	if err != nil || string(out) != "OLD web;" {
+		t.Fatalf("old render = %q, %v", out, err)
+	}
+	tg.tried = deps // as plan records it
+	tg.commit(snap, deps, old, true, "file updated")
+	if out, err := tg.Render(snap); err != nil || string(out) != "NEW web;" {
+		t.Errorf("Render after Reparse = %q, %v; want %q: a block cached by the old source leaked", out, err, "NEW web;")
+	}
+	if !tg.inputsChanged(snap) {
+		t.Error("inputsChanged() = false after the old source's render committed; want true: the new source has not been applied")
+	}
+}
+
+// TestSortAlphaLeavesSnapshotAlone: sprig's sortAlpha sorts a []string in
+// place; on a record's tags that would write into the shared snapshot.
+func TestSortAlphaLeavesSnapshotAlone(t *testing.T) {
+	x := schema.NewIndex(benchKeys)
+	in := schema.Instance{V: schema.Version, Service: "web", ID: "w1", Address: "10.0.0.1", Port: 80,
+		Weight: 1, Tags: []string{"b", "a"}, Health: schema.Health{Shallow: health.Passing}}
+	rec, err := in.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Put(benchKeys.Instance("web", "w1"), rec); err != nil {
+		t.Fatal(err)
+	}
+	snap := x.Snapshot(1)
+	tmpl, err := Parse("t.tmpl", `{{ range instances "web" }}{{ sortAlpha .Tags | join "," }}{{ end }}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Execute(tmpl, snap, benchKeys)
+	if err != nil || string(out) != "a,b" {
+		t.Fatalf("Execute = %q, %v; want a,b", out, err)
+	}
+	if got := snap.Service("web").Instances[0].Tags; !slices.Equal(got, []string{"b", "a"}) {
+		t.Errorf("record's tags after sortAlpha = %q, want [b a] untouched", got)
 	}
 }

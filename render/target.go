@@ -131,7 +131,6 @@ type Target struct {
 	mu          sync.Mutex
 	prog        *program
 	srcText     string // the source the template was parsed from
-	cache       *blockCache
 	tmplChanged bool
 	parseErr    error
 	deps        *Deps            // what the file's render read
@@ -183,7 +182,7 @@ func NewTarget(cfg TargetConfig, opts Options) (*Target, error) {
 		return nil, &Error{Template: cfg.Name, Stage: StageParse, Err: err}
 	}
 	return &Target{cfg: cfg, keys: opts.Keys, log: log.With("component", "render", "template", cfg.Name),
-		metrics: opts.Metrics, prog: newProgram(tmpl), srcText: string(text), cache: newBlockCache()}, nil
+		metrics: opts.Metrics, prog: newCachedProgram(tmpl), srcText: string(text)}, nil
 }
 
 // Reparse reads the source file again. On success the next apply renders
@@ -201,9 +200,10 @@ func (t *Target) Reparse() (bool, error) {
 		var tmpl *template.Template
 		if tmpl, err = Parse(filepath.Base(t.cfg.Source), string(text)); err == nil {
 			t.mu.Lock()
-			t.prog, t.srcText, t.tmplChanged, t.parseErr = newProgram(tmpl), string(text), true, nil
+			// A new program comes with an empty block cache: a render still
+			// running with the old one fills only the old one's.
+			t.prog, t.srcText, t.tmplChanged, t.parseErr = newCachedProgram(tmpl), string(text), true, nil
 			t.mu.Unlock()
-			t.cache.clear()
 			t.log.Info("template source reloaded", "path", t.cfg.Source)
 			return true, nil
 		}
@@ -245,9 +245,17 @@ type program struct {
 	// size is the length of the last output: the next one is usually
 	// about as long, so its buffer is sized once instead of doubled.
 	size atomic.Int64
+	// cache keeps cachedTemplate blocks between a Target's renders; nil
+	// for one-off executions. It belongs to the program so that a new
+	// source starts with an empty one.
+	cache *blockCache
 }
 
 func newProgram(tmpl *template.Template) *program { return &program{tmpl: tmpl} }
+
+func newCachedProgram(tmpl *template.Template) *program {
+	return &program{tmpl: tmpl, cache: newBlockCache()}
+}
 
 // bound returns a clone of p's template bound to an execState nobody else
 // uses until it is given back with release.
@@ -317,19 +325,21 @@ func (t *Target) Destination() string { return t.cfg.Destination }
 
 // Render executes the template against snap without touching any file.
 func (t *Target) Render(snap *schema.Snapshot) ([]byte, error) {
-	out, _, err := t.render(snap)
+	out, _, _, err := t.render(snap)
 	return out, err
 }
 
-func (t *Target) render(snap *schema.Snapshot) ([]byte, *Deps, error) {
+// render executes the current program against snap; it also returns the
+// program, which Reparse may replace meanwhile.
+func (t *Target) render(snap *schema.Snapshot) ([]byte, *Deps, *program, error) {
 	t.mu.Lock()
 	prog := t.prog
 	t.mu.Unlock()
-	out, deps, err := prog.execute(snap, t.keys, t.cache)
+	out, deps, err := prog.execute(snap, t.keys, prog.cache)
 	if err != nil {
-		return nil, deps, &Error{Template: t.cfg.Name, Stage: StageExecute, Err: err}
+		return nil, deps, prog, &Error{Template: t.cfg.Name, Stage: StageExecute, Err: err}
 	}
-	return out, deps, nil
+	return out, deps, prog, nil
 }
 
 // Apply renders snap and, when the bytes differ from the destination,
@@ -348,7 +358,8 @@ func (t *Target) Apply(ctx context.Context, snap *schema.Snapshot) (changed bool
 type planned struct {
 	out     []byte
 	deps    *Deps
-	prev    []byte // the destination's bytes when planned
+	prog    *program // what rendered out
+	prev    []byte   // the destination's bytes when planned
 	existed bool
 }
 
@@ -365,7 +376,7 @@ func (t *Target) plan(snap *schema.Snapshot, force bool) (*planned, error) {
 	if clean {
 		return nil, errSkipped
 	}
-	out, deps, err := t.render(snap)
+	out, deps, prog, err := t.render(snap)
 	t.mu.Lock()
 	t.tried = deps
 	t.mu.Unlock()
@@ -381,7 +392,7 @@ func (t *Target) plan(snap *schema.Snapshot, force bool) (*planned, error) {
 		return nil, &Error{Template: t.cfg.Name, Stage: StageWrite, Err: readErr}
 	}
 	if readErr == nil && bytes.Equal(old, out) {
-		t.commit(snap, deps, false, "")
+		t.commit(snap, deps, prog, false, "")
 		return nil, nil
 	}
 	t.mu.Lock()
@@ -410,7 +421,7 @@ func (t *Target) plan(snap *schema.Snapshot, force bool) (*planned, error) {
 	if wasHeld != nil {
 		t.log.Warn("guard released; applying the held change", "guard", wasHeld.guard, "rev", snap.Rev)
 	}
-	return &planned{out: out, deps: deps, prev: old, existed: readErr == nil}, nil
+	return &planned{out: out, deps: deps, prog: prog, prev: old, existed: readErr == nil}, nil
 }
 
 // errSkipped says plan did not render: nothing the target reads changed.
@@ -479,10 +490,15 @@ func (t *Target) holdUntil() time.Time {
 
 // commit records that the destination now reflects snap. Nothing is held
 // any more: a change held earlier was undone if the bytes came out equal.
-func (t *Target) commit(snap *schema.Snapshot, deps *Deps, changed bool, how string) {
+func (t *Target) commit(snap *schema.Snapshot, deps *Deps, prog *program, changed bool, how string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.deps, t.applied, t.lastErr, t.tmplChanged = deps, snap, nil, false
+	t.deps, t.applied, t.lastErr = deps, snap, nil
+	if prog == t.prog {
+		// Rendered with the current source. (A render that started before
+		// Reparse leaves tmplChanged set: the new source still has to go out.)
+		t.tmplChanged = false
+	}
 	t.held, t.heldSince = nil, time.Time{}
 	if changed {
 		t.lastChange, t.lastApply = time.Now(), how

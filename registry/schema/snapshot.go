@@ -197,14 +197,15 @@ func (x *Index) Put(key string, value []byte) error {
 			// the operator's intent is clear from the key alone.
 			m = Maintenance{Reason: "(unparsable maintenance value)"}
 		}
-		setIn(x.maint, svc, id, m)
+		// Kept until deleted: copies, not pieces of the key.
+		setIn(x.maint, strings.Clone(svc), strings.Clone(id), m)
 	case KindExpect:
 		var e Expect
 		if err := json.Unmarshal(value, &e); err != nil || e.Instances < 0 {
 			x.Delete(key)
 			return &InvalidError{key, fmt.Errorf("want {\"instances\": N}, N >= 0")}
 		}
-		x.expect[svc] = e.Instances
+		x.expect[strings.Clone(svc)] = e.Instances
 	}
 	x.dirty[svc] = true
 	return nil
@@ -256,7 +257,7 @@ func (x *Index) Snapshot(rev int64) *Snapshot {
 	}
 	for svc := range x.dirty {
 		if sv := x.buildService(svc); sv != nil {
-			s.services[svc] = sv
+			s.services[sv.Name] = sv // the key too: assigning replaces it
 		} else {
 			delete(s.services, svc)
 		}
@@ -274,14 +275,20 @@ func (x *Index) Snapshot(rev int64) *Snapshot {
 
 func (x *Index) buildService(name string) *Service {
 	var old []Instance
+	// name is a piece of the etcd key that changed: keep the previous
+	// Service's name, or a copy, not the whole key.
+	svName := ""
 	if x.last != nil {
 		if sv := x.last.services[name]; sv != nil {
-			old = sv.Instances
+			old, svName = sv.Instances, sv.Name
 		}
+	}
+	if svName == "" {
+		svName = strings.Clone(name)
 	}
 	pend, maint, expect := x.pending[name], x.maint[name], x.expect[name]
 	delete(x.pending, name)
-	sv := &Service{Name: name, Expect: expect}
+	sv := &Service{Name: svName, Expect: expect}
 	if m, ok := maint[""]; ok {
 		sv.Maintenance = &m
 	}
@@ -316,7 +323,7 @@ func (x *Index) buildService(name string) *Service {
 		}
 		return sv
 	}
-	sv.Instances = out
+	sv.Instances = slices.Clip(out) // an append by a reader must not write into a shared array
 	sv.tags, sv.tagsSet = slices.Clip(sv.unionTags()), true
 	return sv
 }
@@ -339,6 +346,7 @@ func share(in *Instance, refs ...*Instance) {
 			c.Kind = health.Deep
 		}
 	}
+	own := true // in.Health.Checks is still the record's own array
 	for _, r := range refs {
 		if r == nil {
 			continue
@@ -364,6 +372,19 @@ func share(in *Instance, refs ...*Instance) {
 		if maps.Equal(in.Meta, r.Meta) {
 			in.Meta = r.Meta
 		}
+		if own && slices.Equal(in.Health.Checks, r.Health.Checks) {
+			in.Health.Checks, own = r.Health.Checks, false
+		}
+	}
+	if !own {
+		return
+	}
+	// The checks differ from every ref's: keep the record's own array (it
+	// may be written: it is not published yet) with the refs' strings.
+	for _, r := range refs {
+		if r == nil {
+			continue
+		}
 		for k := range min(len(in.Health.Checks), len(r.Health.Checks)) {
 			if c, rc := &in.Health.Checks[k], r.Health.Checks[k]; c.Name == rc.Name {
 				c.Name = rc.Name
@@ -371,9 +392,6 @@ func share(in *Instance, refs ...*Instance) {
 					c.Output = rc.Output
 				}
 			}
-		}
-		if slices.Equal(in.Health.Checks, r.Health.Checks) {
-			in.Health.Checks = r.Health.Checks
 		}
 	}
 }

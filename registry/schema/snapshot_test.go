@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/rewire/rewire/health"
@@ -553,6 +554,9 @@ func TestIndexMatchesModel(t *testing.T) {
 				got = sv.Instances
 			}
 			want := tk.want[svc]
+			if cap(got) != len(got) {
+				t.Fatalf("rev %d service %s: Instances has len %d, cap %d: an append by a reader would write into the snapshot's array", tk.snap.Rev, svc, len(got), cap(got))
+			}
 			if len(got) != len(want) {
 				t.Fatalf("rev %d service %s: %d instances %q, want %d %q", tk.snap.Rev, svc, len(got), ids(got), len(want), ids(want))
 			}
@@ -608,5 +612,54 @@ func TestIndexMatchesModel(t *testing.T) {
 	}
 	for _, tk := range snaps {
 		check(tk)
+	}
+}
+
+// TestIndexNeverWritesPublished reads an earlier snapshot's records from
+// another goroutine while the index stores records that share values with
+// them. Run with -race: any write into a published record (even of an
+// equal value) is reported.
+func TestIndexNeverWritesPublished(t *testing.T) {
+	x := NewIndex(Keys{})
+	rec := func(id, output string) Instance {
+		return inst("web", id, func(in *Instance) {
+			in.Tags, in.Meta = []string{"v2"}, map[string]string{"version": "1"}
+			in.Health.Checks = []Check{{Name: "alive", Kind: health.Shallow, Status: health.Passing, Output: output}}
+		})
+	}
+	putInstance(t, x, rec("a", "a-out"))
+	putInstance(t, x, rec("b", "b-out"))
+	first := x.Snapshot(1)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			for _, in := range first.Service("web").Instances {
+				for _, c := range in.Health.Checks {
+					_, _ = c.Name+c.Output+string(c.Status), in.Meta["version"]
+				}
+				_ = len(in.Tags) + len(in.ID) + len(in.Service)
+			}
+		}
+	})
+	for i := range 200 {
+		out := "b-out"
+		if i%2 == 1 {
+			out = fmt.Sprintf("b-out-%d", i)
+		}
+		putInstance(t, x, rec("a", "a-out"))
+		putInstance(t, x, rec("b", out))
+		putInstance(t, x, rec(fmt.Sprintf("c%03d", i), "a-out"))
+		x.Snapshot(int64(i + 2))
+	}
+	close(done)
+	wg.Wait()
+	if got := first.Service("web").Instances[1].Health.Checks[0].Output; got != "b-out" {
+		t.Errorf("first snapshot's b output = %q, want b-out", got)
 	}
 }
