@@ -37,8 +37,14 @@ func benchRecord(tb testing.TB, svc, id string, i int, st health.Status) []byte 
 // min(n, 50) services, with its first snapshot.
 func benchIndex(tb testing.TB, n int) (*schema.Index, *schema.Snapshot) {
 	tb.Helper()
+	return benchIndexIn(tb, n, min(n, 50))
+}
+
+// benchIndexIn is benchIndex with n instances in the given number of
+// services.
+func benchIndexIn(tb testing.TB, n, services int) (*schema.Index, *schema.Snapshot) {
+	tb.Helper()
 	x := schema.NewIndex(benchKeys)
-	services := min(n, 50)
 	for i := range n {
 		svc, id := benchName(i, services)
 		if err := x.Put(benchKeys.Instance(svc, id), benchRecord(tb, svc, id, i, health.Passing)); err != nil {
@@ -156,11 +162,22 @@ func BenchmarkDepsChanged(b *testing.B) {
 // template re-executes that instance's backend and reuses the others.
 func BenchmarkRenderChange(b *testing.B) {
 	prog := benchProgram(b)
-	for _, n := range benchSizes {
-		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
-			x, first := benchIndex(b, n)
+	type size struct {
+		n, services  int
+		cacheServers bool // the example's haproxy/cache_servers key
+	}
+	sizes := []size{{10, 10, false}, {1000, 50, false}, {10000, 50, false}, {10000, 50, true},
+		{1000, 1, false}, {1000, 1, true}, {10000, 1, false}, {10000, 1, true}}
+	for _, sz := range sizes {
+		n := sz.n
+		b.Run(fmt.Sprintf("instances=%d/services=%d/cache_servers=%t", n, sz.services, sz.cacheServers), func(b *testing.B) {
+			x, _ := benchIndexIn(b, n, sz.services)
+			if err := x.Put(benchKeys.Root()+"haproxy/cache_servers", fmt.Append(nil, sz.cacheServers)); err != nil {
+				b.Fatal(err)
+			}
+			first := x.Snapshot(1)
 			i := n / 2
-			svc, id := benchName(i, min(n, 50))
+			svc, id := benchName(i, sz.services)
 			if err := x.Put(benchKeys.Instance(svc, id), benchRecord(b, svc, id, i, health.Critical)); err != nil {
 				b.Fatal(err)
 			}

@@ -9,12 +9,14 @@ import (
 )
 
 // cachedTmpl renders each service through a cached block that also reads
-// a key, so that both kinds of dependency invalidate the cache.
+// a key, so that both kinds of dependency invalidate the cache, and each
+// instance through a block keyed by the instance, which reads a key too.
 const cachedTmpl = `{{ range services }}{{ cachedTemplate "svc" .Name }}{{ end }}
 {{- define "svc" }}
 [{{ . }} weight={{ keyOrDefault (printf "app/%s/weight" .) "1" }}]
-{{- range instances . }} {{ .ID }}={{ .Health.Shallow }}{{ end }}
-{{ end }}`
+{{- range instances . }}{{ cachedTemplate "inst" . }}{{ end }}
+{{ end }}
+{{- define "inst" }} {{ .ID }}={{ .Health.Shallow }}{{ if .Maintenance }}/maint{{ end }}/{{ keyOrDefault (printf "app/%s/tag" .ID) "-" }}{{ end }}`
 
 // TestCachedTemplateMatchesUncached applies a random sequence of changes
 // and checks after each one that the Target's output (with cached blocks)
@@ -34,7 +36,7 @@ func TestCachedTemplateMatchesUncached(t *testing.T) {
 		id := fmt.Sprintf("%s-%d", svc, rng.IntN(4))
 		var kv map[string]string
 		var dels []string
-		switch rng.IntN(4) {
+		switch rng.IntN(6) {
 		case 0, 1:
 			k, v := rec(svc, id, statuses[rng.IntN(3)])
 			kv = map[string]string{k: v}
@@ -42,6 +44,14 @@ func TestCachedTemplateMatchesUncached(t *testing.T) {
 			dels = []string{"/rewire/services/" + svc + "/" + id}
 		case 3:
 			kv = map[string]string{"/rewire/app/" + svc + "/weight": fmt.Sprint(rng.IntN(3))}
+		case 4:
+			kv = map[string]string{"/rewire/app/" + id + "/tag": fmt.Sprint(rng.IntN(3))}
+		case 5:
+			if rng.IntN(2) == 0 {
+				kv = map[string]string{keys.Maintenance(svc, id): "{}"}
+			} else {
+				dels = []string{keys.Maintenance(svc, id)}
+			}
 		}
 		snap := src.change(t, kv, dels...)
 		got, err := tg.Render(snap)

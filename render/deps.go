@@ -26,13 +26,30 @@ type keyDep struct {
 	ok    bool
 }
 
-func newDeps() *Deps {
-	return &Deps{services: map[string]*schema.Service{}, keys: map[string]keyDep{}, prefixes: map[string][]schema.KV{}}
+// newDeps returns an empty Deps. Its maps are made on first use: most
+// cached blocks (one per instance in a large service) read nothing.
+func newDeps() *Deps { return &Deps{} }
+
+// noDeps is an empty Deps shared by every cached block that read nothing.
+// Never write to it.
+var noDeps = &Deps{}
+
+// empty reports whether d records no read at all.
+func (d *Deps) empty() bool {
+	return len(d.services) == 0 && d.allServices == nil && len(d.keys) == 0 && len(d.prefixes) == 0 && len(d.Panicked) == 0
+}
+
+// set stores v under k in *m, making the map first if needed.
+func set[V any](m *map[string]V, k string, v V) {
+	if *m == nil {
+		*m = map[string]V{}
+	}
+	(*m)[k] = v
 }
 
 func (d *Deps) service(snap *schema.Snapshot, name string) {
 	if d != nil {
-		d.services[name] = snap.Service(name)
+		set(&d.services, name, snap.Service(name))
 	}
 }
 
@@ -48,13 +65,13 @@ func (d *Deps) all(snap *schema.Snapshot) {
 
 func (d *Deps) key(key, value string, ok bool) {
 	if d != nil {
-		d.keys[key] = keyDep{value, ok}
+		set(&d.keys, key, keyDep{value, ok})
 	}
 }
 
 func (d *Deps) prefix(p string, kvs []schema.KV) {
 	if d != nil {
-		d.prefixes[p] = kvs
+		set(&d.prefixes, p, kvs)
 	}
 }
 
@@ -98,7 +115,12 @@ func (d *Deps) Services() []string {
 	if d == nil {
 		return nil
 	}
-	set := maps.Clone(d.services)
-	maps.Copy(set, d.allServices)
-	return slices.Sorted(maps.Keys(set))
+	names := map[string]bool{}
+	for n := range d.services {
+		names[n] = true
+	}
+	for n := range d.allServices {
+		names[n] = true
+	}
+	return slices.Sorted(maps.Keys(names))
 }

@@ -31,8 +31,12 @@
 //	cachedTemplate NAME KEY   executes the named template (define "NAME") with KEY as
 //	                          its dot, reusing its output from the previous render while
 //	                          nothing it read changed: a change to one service then
-//	                          re-renders only that service's block. Blocks must be
-//	                          deterministic (no now, rand...).
+//	                          re-renders only that service's block. KEY is a string
+//	                          (e.g. a service name) or an instance (the dot of a range
+//	                          over instances): then the output is reused while the
+//	                          record is the same, so a service of thousands of
+//	                          instances re-renders only the lines that changed. Blocks
+//	                          must be deterministic (no now, rand...).
 //
 // PATH is relative to the registry prefix ("app/config" is <prefix>/app/config),
 // or absolute when it starts with "/" (it must still be under the prefix,

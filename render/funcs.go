@@ -3,6 +3,7 @@ package render
 import (
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"text/template"
@@ -172,7 +173,7 @@ func registryFuncs(st *execState) template.FuncMap {
 			}
 			return def, nil
 		},
-		"cachedTemplate": func(name, key string) (string, error) {
+		"cachedTemplate": func(name string, key reflect.Value) (string, error) {
 			return st.cached(name, key)
 		},
 		"ls":   func(path string) ([]schema.KV, error) { return list(path, false) },

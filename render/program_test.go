@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -137,5 +138,18 @@ func TestSortAlphaLeavesSnapshotAlone(t *testing.T) {
 	}
 	if got := snap.Service("web").Instances[0].Tags; !slices.Equal(got, []string{"b", "a"}) {
 		t.Errorf("record's tags after sortAlpha = %q, want [b a] untouched", got)
+	}
+}
+
+// TestCachedTemplateKeyType: a key that is neither a string nor an
+// instance is an error naming the block and the type.
+func TestCachedTemplateKeyType(t *testing.T) {
+	tmpl, err := Parse("t.tmpl", `{{ cachedTemplate "x" 3 }}{{ define "x" }}{{ end }}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Execute(tmpl, schema.NewIndex(benchKeys).Snapshot(1), benchKeys)
+	if err == nil || !strings.Contains(err.Error(), `cachedTemplate "x": the key must be a string or an instance, not int`) {
+		t.Errorf("Execute error = %v, want one naming the block and the key's type", err)
 	}
 }

@@ -139,6 +139,19 @@ func TestGolden(t *testing.T) {
 		}
 	})
 
+	t.Run("server lines cached one by one", func(t *testing.T) {
+		kv := readInput(t, inputPath)
+		kv["/rewire/haproxy/cache_servers"] = "true"
+		snap, _ := snapshot(t, kv)
+		cached, err := renderExample(t, snap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(cached, got) {
+			t.Errorf("with haproxy/cache_servers=true Render(%q) = %q, want the same bytes as without: %q", templatePath, cached, got)
+		}
+	})
+
 	t.Run("haproxy -c", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "haproxy.cfg")
 		if err := os.WriteFile(path, got, 0o644); err != nil {
@@ -194,6 +207,11 @@ func TestKeys(t *testing.T) {
 			name:    "bind with a newline is refused",
 			kv:      map[string]string{"/rewire/haproxy/bind": "127.0.0.1:8000\n    stats socket /tmp/x level admin"},
 			wantErr: "key haproxy/bind",
+		},
+		{
+			name:    "cache_servers must be true or false",
+			kv:      map[string]string{"/rewire/haproxy/cache_servers": "yes"},
+			wantErr: `key haproxy/cache_servers = "yes": want true or false`,
 		},
 		{
 			name:    "stats socket with a comment is refused",
