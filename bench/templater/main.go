@@ -59,6 +59,7 @@ type options struct {
 	burstInstances int
 	bin, tmpl      string
 	env            []string // added to the templater process's environment
+	keys           []string // free-form keys put before the run, as key=value
 }
 
 func main() {
@@ -68,6 +69,7 @@ func main() {
 	flag.IntVar(&o.changes, "changes", 200, "timed changes per size and mode")
 	flag.IntVar(&o.burst, "burst", 1000, "changes in the burst")
 	flag.IntVar(&o.burstInstances, "burst-instances", 1000, "registry size of the burst (must be one of -instances)")
+	kv := flag.String("keys", "", "comma-separated `key=value` free-form keys (relative to the prefix) put before each run, e.g. haproxy/cache_servers=true")
 	flag.StringVar(&o.bin, "templater", "bin/templater", "templater binary (go build -o bin/ ./cmd/templater)")
 	flag.StringVar(&o.tmpl, "template", "examples/haproxy/haproxy.cfg.tmpl", "template to render")
 	env := flag.String("templater-env", "", "comma-separated `NAME=value` pairs for the templater process (e.g. GOMEMLIMIT=24MiB)")
@@ -87,6 +89,9 @@ func main() {
 	}
 	if *env != "" {
 		o.env = strings.Split(*env, ",")
+	}
+	if *kv != "" {
+		o.keys = strings.Split(*kv, ",")
 	}
 	var err error
 	if o.sizes, err = ints(*sizes); err == nil {
@@ -201,6 +206,12 @@ func measure(o options, n, services int, burst bool) (row, error) {
 	t0 := time.Now()
 	if err := c.load(ctx); err != nil {
 		return r, err
+	}
+	for _, kv := range o.keys {
+		k, v, _ := strings.Cut(kv, "=")
+		if _, err := c.cli.Put(ctx, keys.Root()+k, v); err != nil {
+			return r, fmt.Errorf("put %s: %w", k, err)
+		}
 	}
 	fmt.Printf("## %s\n\n- loaded in %s\n", layout(n, services), time.Since(t0).Round(time.Millisecond))
 
