@@ -158,8 +158,9 @@ func BenchmarkDepsChanged(b *testing.B) {
 }
 
 // BenchmarkRenderChange is the render step of one change with the block
-// cache a Target keeps: one instance flips health, so the example
-// template re-executes that instance's backend and reuses the others.
+// cache a Target keeps. Two instances (in two services when there are
+// several) flip health in turn, so each change re-executes the backend of
+// a different service than the change before, and reuses the others.
 func BenchmarkRenderChange(b *testing.B) {
 	prog := benchProgram(b)
 	type size struct {
@@ -176,12 +177,16 @@ func BenchmarkRenderChange(b *testing.B) {
 				b.Fatal(err)
 			}
 			first := x.Snapshot(1)
-			i := n / 2
-			svc, id := benchName(i, sz.services)
-			if err := x.Put(benchKeys.Instance(svc, id), benchRecord(b, svc, id, i, health.Critical)); err != nil {
-				b.Fatal(err)
+			// flip i1, flip i2, flip i1 back, flip i2 back: a cycle of 4.
+			var snaps []*schema.Snapshot
+			for k, st := range []health.Status{health.Critical, health.Critical, health.Passing, health.Passing} {
+				i := n/2 + k%2
+				svc, id := benchName(i, sz.services)
+				if err := x.Put(benchKeys.Instance(svc, id), benchRecord(b, svc, id, i, st)); err != nil {
+					b.Fatal(err)
+				}
+				snaps = append(snaps, x.Snapshot(int64(k+2)))
 			}
-			snaps := [2]*schema.Snapshot{first, x.Snapshot(2)}
 			cache := newBlockCache()
 			if _, _, err := prog.execute(first, benchKeys, cache); err != nil {
 				b.Fatal(err)
@@ -189,10 +194,10 @@ func BenchmarkRenderChange(b *testing.B) {
 			b.ReportAllocs()
 			k := 0
 			for b.Loop() {
-				k++
-				if _, _, err := prog.execute(snaps[k&1], benchKeys, cache); err != nil {
+				if _, _, err := prog.execute(snaps[k%len(snaps)], benchKeys, cache); err != nil {
 					b.Fatal(err)
 				}
+				k++
 			}
 		})
 	}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
-	"slices"
 	"strings"
 	"sync"
 
@@ -15,11 +14,12 @@ import (
 // one Target, with what each block read. An entry is reused while nothing
 // it read changed, so the cache is exact for deterministic blocks (and an
 // entry from a render that failed later is as good as any). Entries not
-// used by a complete render are dropped after it.
+// used by a complete render are dropped after it; a block nested in a
+// reused block counts as used, since the reused output contains it.
 type blockCache struct {
-	// mu guards the fields below.
+	// mu guards the fields below and the entries' gen, in and parent.
 	mu      sync.Mutex
-	entries map[blockKey]blockEntry
+	entries map[blockKey]*blockEntry
 	gen     uint64 // the current render's number
 }
 
@@ -35,13 +35,16 @@ type blockEntry struct {
 	deps *Deps
 	out  string
 	gen  uint64 // the last render that used it
+	// parent is the block this one last ran in (nil at top level): while
+	// the parent is reused, so is this one's output, inside the parent's.
+	parent *blockEntry
 	// in is the instance the block ran with, for an instance dot: the
 	// entry is reused only for the same record. It points into the
-	// snapshot of the render that last used the entry, never older.
+	// snapshot of the render that last used the entry, or of its parent.
 	in *schema.Instance
 }
 
-func newBlockCache() *blockCache { return &blockCache{entries: map[blockKey]blockEntry{}} }
+func newBlockCache() *blockCache { return &blockCache{entries: map[blockKey]*blockEntry{}} }
 
 func (c *blockCache) begin() {
 	c.mu.Lock()
@@ -56,18 +59,39 @@ func (c *blockCache) end(ok bool) {
 	if !ok {
 		return
 	}
-	maps.DeleteFunc(c.entries, func(_ blockKey, e blockEntry) bool { return e.gen != c.gen })
+	maps.DeleteFunc(c.entries, func(_ blockKey, e *blockEntry) bool { return !c.usedLocked(e) })
 }
 
-func (c *blockCache) get(k blockKey) (blockEntry, bool) {
+// usedLocked reports whether e, or a block it is nested in, was used by
+// the current render.
+func (c *blockCache) usedLocked(e *blockEntry) bool {
+	for ; e != nil; e = e.parent {
+		if e.gen == c.gen {
+			return true
+		}
+	}
+	return false
+}
+
+// reuse returns the entry for k if it may be used now: nothing it read
+// changed in snap and, for an instance block, in is the same record. It
+// then marks it used, nested in parent, and pointing at in.
+func (c *blockCache) reuse(k blockKey, snap *schema.Snapshot, in *schema.Instance, parent *blockEntry) (*blockEntry, int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.entries[k]
-	return e, ok
+	e := c.entries[k]
+	if e == nil {
+		return nil, 0
+	}
+	if (in != nil && !e.in.Same(in)) || e.deps.Changed(snap) {
+		return nil, len(e.out)
+	}
+	e.gen, e.parent, e.in = c.gen, parent, in // in: the current snapshot's copy, so older ones can be freed
+	return e, 0
 }
 
-// put records e as used by the current render.
-func (c *blockCache) put(k blockKey, e blockEntry) {
+// put records e as the entry for k, used by the current render.
+func (c *blockCache) put(k blockKey, e *blockEntry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e.gen = c.gen
@@ -84,10 +108,12 @@ func (c *blockCache) put(k blockKey, e blockEntry) {
 func (st *execState) cached(name string, dot reflect.Value) (string, error) {
 	k := blockKey{name: name}
 	var in *schema.Instance
-	for dot.Kind() == reflect.Interface && !dot.IsNil() {
+	for dot.IsValid() && dot.Kind() == reflect.Interface && !dot.IsNil() {
 		dot = dot.Elem()
 	}
 	switch {
+	case !dot.IsValid() || (dot.Kind() == reflect.Interface || dot.Kind() == reflect.Pointer) && dot.IsNil():
+		return "", fmt.Errorf("cachedTemplate %q: the key is nil; want a string or an instance", name)
 	case dot.Kind() == reflect.String:
 		k.key = dot.String()
 	case dot.Type() == reflect.TypeFor[schema.Instance]():
@@ -98,7 +124,7 @@ func (st *execState) cached(name string, dot reflect.Value) (string, error) {
 			in = &v
 		}
 		k.key, k.id, k.instance = in.Service, in.ID, true
-	case dot.Type() == reflect.TypeFor[*schema.Instance]() && !dot.IsNil():
+	case dot.Type() == reflect.TypeFor[*schema.Instance]():
 		in = dot.Interface().(*schema.Instance)
 		k.key, k.id, k.instance = in.Service, in.ID, true
 	default:
@@ -106,26 +132,24 @@ func (st *execState) cached(name string, dot reflect.Value) (string, error) {
 	}
 	size := 0
 	if st.cache != nil {
-		e, ok := st.cache.get(k)
-		if ok && (in == nil || sameRecord(e.in, in)) && !e.deps.Changed(st.snap) {
+		var e *blockEntry
+		if e, size = st.cache.reuse(k, st.snap, in, st.block); e != nil {
 			st.deps.merge(e.deps)
-			e.in = in // the current snapshot's copy: older ones can be freed
-			st.cache.put(k, e)
 			return e.out, nil
 		}
-		size = len(e.out) // the new output is usually about as long
 	}
-	outer := st.deps
-	st.deps = newDeps()
+	outer, outerBlock := st.deps, st.block
+	entry := &blockEntry{parent: outerBlock, in: in}
+	st.deps, st.block = newDeps(), entry
 	var b strings.Builder
-	b.Grow(size + size/16)
+	b.Grow(size + size/16) // the new output is usually about as long as the last
 	var data any = dot.Interface()
 	if in != nil {
-		data = *in
+		data = *in // an instance block's dot is the record, whether given by value or pointer
 	}
 	err := st.tmpl.ExecuteTemplate(&b, name, data)
 	block := st.deps
-	st.deps = outer
+	st.deps, st.block = outer, outerBlock
 	if err != nil {
 		return "", err
 	}
@@ -134,27 +158,10 @@ func (st *execState) cached(name string, dot reflect.Value) (string, error) {
 		block = noDeps // most instance blocks read nothing: share one
 	}
 	if st.cache != nil {
-		st.cache.put(k, blockEntry{deps: block, out: b.String(), in: in})
+		entry.deps, entry.out = block, b.String()
+		st.cache.put(k, entry)
 	}
 	return b.String(), nil
-}
-
-// sameRecord reports whether a and b hold the same values a template can
-// print. Records of a snapshot share their slices and maps with their
-// earlier versions while those are unchanged, so this is mostly pointer
-// comparisons; it is exact either way.
-func sameRecord(a, b *schema.Instance) bool {
-	if a == nil || b == nil {
-		return false
-	}
-	return a.V == b.V && a.Service == b.Service && a.ID == b.ID && a.Node == b.Node &&
-		a.Address == b.Address && a.Port == b.Port && a.Weight == b.Weight &&
-		a.Draining == b.Draining && a.Maintenance == b.Maintenance &&
-		a.RegisteredAt.Equal(b.RegisteredAt) && a.RegisteredAt.Location() == b.RegisteredAt.Location() &&
-		a.Health.Shallow == b.Health.Shallow && a.Health.Deep == b.Health.Deep &&
-		a.Health.Since.Equal(b.Health.Since) && a.Health.Since.Location() == b.Health.Since.Location() &&
-		slices.Equal(a.Tags, b.Tags) && slices.Equal(a.DependsOn, b.DependsOn) &&
-		maps.Equal(a.Meta, b.Meta) && slices.Equal(a.Health.Checks, b.Health.Checks)
 }
 
 // merge adds what o read to d.

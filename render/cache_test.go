@@ -16,7 +16,64 @@ const cachedTmpl = `{{ range services }}{{ cachedTemplate "svc" .Name }}{{ end }
 [{{ . }} weight={{ keyOrDefault (printf "app/%s/weight" .) "1" }}]
 {{- range instances . }}{{ cachedTemplate "inst" . }}{{ end }}
 {{ end }}
-{{- define "inst" }} {{ .ID }}={{ .Health.Shallow }}{{ if .Maintenance }}/maint{{ end }}/{{ keyOrDefault (printf "app/%s/tag" .ID) "-" }}{{ end }}`
+{{- define "inst" }} {{ .ID }}={{ .Health.Shallow }}{{ if .Maintenance }}/maint{{ end }}/{{ keyOrDefault (printf "app/%s/tag" .ID) "-" }}
+{{ printf "%+v" . }} {{ printf "%s" .Marshal }}{{ end }}`
+
+// recordFields are the choices each field of a test record takes: two or
+// three values each, so that changes to any one of them, and repeats, are
+// frequent.
+var recordFields = []struct {
+	name   string
+	values []string
+}{
+	{"node", []string{`"n1"`, `"n2"`}},
+	{"address", []string{`"10.0.0.1"`, `"10.0.0.2"`, `"::1"`}},
+	{"port", []string{"80", "81"}},
+	{"tags", []string{`["a"]`, `["a","b"]`, `[]`}},
+	{"meta", []string{`{"k":"v"}`, `{"k":"w"}`, `{}`}},
+	{"weight", []string{"1", "2"}},
+	{"depends_on", []string{`["db"]`, `[]`}},
+	{"draining", []string{"true", "false"}},
+	{"registered_at", []string{`"2026-11-21T10:00:00Z"`, `"2026-11-21T10:00:01Z"`, `"2026-11-21T11:00:00+01:00"`}},
+	{"shallow", []string{`"passing"`, `"warning"`, `"critical"`}},
+	{"deep", []string{`"passing"`, `"critical"`}},
+	{"since", []string{`"2026-11-21T10:00:00Z"`, `"2026-11-21T10:00:02Z"`}},
+	{"output", []string{`"ok"`, `"slow"`}},
+	{"check_status", []string{`"passing"`, `"warning"`}},
+	{"zone", []string{`"a"`, `"b"`}}, // a field this version does not know
+}
+
+// records builds test records that change one field at a time.
+type records struct {
+	rng   *rand.Rand
+	state map[string][]int // key → the value index of each field
+}
+
+// change returns svc/id's record with one field changed (a new record
+// gets every field at random).
+func (r *records) change(svc, id string) (key, value string) {
+	key = keys.Instance(svc, id)
+	st, ok := r.state[key]
+	if !ok {
+		st = make([]int, len(recordFields))
+		for i, f := range recordFields {
+			st[i] = r.rng.IntN(len(f.values))
+		}
+		r.state[key] = st
+	} else {
+		i := r.rng.IntN(len(recordFields))
+		st[i] = (st[i] + 1 + r.rng.IntN(len(recordFields[i].values)-1)) % len(recordFields[i].values)
+	}
+	v := map[string]string{}
+	for i, f := range recordFields {
+		v[f.name] = f.values[st[i]]
+	}
+	return key, fmt.Sprintf(`{"v":1,"service":%q,"id":%q,"node":%s,"address":%s,"port":%s,"tags":%s,"meta":%s,"weight":%s,`+
+		`"depends_on":%s,"draining":%s,"registered_at":%s,"health":{"shallow":%s,"deep":%s,"since":%s,`+
+		`"checks":[{"name":"alive","kind":"shallow","status":%s,"output":%s}]},"zone":%s}`,
+		svc, id, v["node"], v["address"], v["port"], v["tags"], v["meta"], v["weight"], v["depends_on"], v["draining"],
+		v["registered_at"], v["shallow"], v["deep"], v["since"], v["check_status"], v["output"], v["zone"])
+}
 
 // TestCachedTemplateMatchesUncached applies a random sequence of changes
 // and checks after each one that the Target's output (with cached blocks)
@@ -31,14 +88,18 @@ func TestCachedTemplateMatchesUncached(t *testing.T) {
 		t.Fatal(err)
 	}
 	statuses := []string{"passing", "warning", "critical"}
-	for step := range 300 {
+	recs := &records{rng: rng, state: map[string][]int{}}
+	for step := range 600 {
 		svc := services[rng.IntN(len(services))]
 		id := fmt.Sprintf("%s-%d", svc, rng.IntN(4))
 		var kv map[string]string
 		var dels []string
-		switch rng.IntN(6) {
-		case 0, 1:
+		switch rng.IntN(7) {
+		case 0:
 			k, v := rec(svc, id, statuses[rng.IntN(3)])
+			kv = map[string]string{k: v}
+		case 1, 6:
+			k, v := recs.change(svc, id)
 			kv = map[string]string{k: v}
 		case 2:
 			dels = []string{"/rewire/services/" + svc + "/" + id}

@@ -55,6 +55,7 @@ type execState struct {
 	deps  *Deps
 	tmpl  *template.Template // the clone being executed
 	cache *blockCache        // nil: no caching
+	block *blockEntry        // the cached block being executed; nil at top level
 }
 
 // registryFuncs returns the registry functions bound to st.

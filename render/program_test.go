@@ -142,14 +142,61 @@ func TestSortAlphaLeavesSnapshotAlone(t *testing.T) {
 }
 
 // TestCachedTemplateKeyType: a key that is neither a string nor an
-// instance is an error naming the block and the type.
+// instance, or nil, is an error naming the block and what is wrong.
 func TestCachedTemplateKeyType(t *testing.T) {
-	tmpl, err := Parse("t.tmpl", `{{ cachedTemplate "x" 3 }}{{ define "x" }}{{ end }}`)
+	for text, want := range map[string]string{
+		`{{ cachedTemplate "x" 3 }}`:   `cachedTemplate "x": the key must be a string or an instance, not int`,
+		`{{ cachedTemplate "x" nil }}`: `cachedTemplate "x": the key is nil`,
+		`{{ cachedTemplate "x" . }}`:   `cachedTemplate "x": the key is nil`, // the top-level dot
+	} {
+		tmpl, err := Parse("t.tmpl", text+`{{ define "x" }}{{ end }}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Execute(tmpl, schema.NewIndex(benchKeys).Snapshot(1), benchKeys)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: Execute error = %v, want one containing %q", text, err, want)
+		}
+	}
+}
+
+// TestNestedBlocksKept: blocks nested in a reused block stay cached. A
+// change to one service re-executes its block only; the instance blocks
+// of the other service, inside its reused block, must not be dropped, or
+// alternating changes would re-render every line.
+func TestNestedBlocksKept(t *testing.T) {
+	tmpl, err := Parse("t.tmpl", `{{ range services }}{{ cachedTemplate "svc" .Name }}{{ end }}
+{{- define "svc" }}{{ range instances . }}{{ cachedTemplate "inst" . }}{{ end }}{{ end }}
+{{- define "inst" }}{{ .ID }}={{ .Health.Shallow }} {{ end }}`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Execute(tmpl, schema.NewIndex(benchKeys).Snapshot(1), benchKeys)
-	if err == nil || !strings.Contains(err.Error(), `cachedTemplate "x": the key must be a string or an instance, not int`) {
-		t.Errorf("Execute error = %v, want one naming the block and the key's type", err)
+	p := newCachedProgram(tmpl)
+	x := schema.NewIndex(benchKeys)
+	for i := range 40 {
+		svc, id := benchName(i, 2)
+		if err := x.Put(benchKeys.Instance(svc, id), benchRecord(t, svc, id, i, health.Passing)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rev := int64(1)
+	render := func() {
+		t.Helper()
+		if _, _, err := p.execute(x.Snapshot(rev), benchKeys, p.cache); err != nil {
+			t.Fatal(err)
+		}
+		rev++
+	}
+	render()
+	const want = 2 + 40 // one block per service, one per instance
+	for i := range 6 {
+		svc, id := benchName(i, 2) // svc00, svc01, svc00, ...
+		if err := x.Put(benchKeys.Instance(svc, id), benchRecord(t, svc, id, i, health.Critical)); err != nil {
+			t.Fatal(err)
+		}
+		render()
+		if n := len(p.cache.entries); n != want {
+			t.Fatalf("after a change to %s: %d cached blocks, want %d", svc, n, want)
+		}
 	}
 }

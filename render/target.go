@@ -281,7 +281,7 @@ func (p *program) bound() (*execState, error) {
 // kept: renders of one Target are serialized, and an occasional
 // concurrent Render just binds a clone of its own.
 func (p *program) release(st *execState) {
-	st.snap, st.deps, st.cache = nil, nil, nil
+	st.snap, st.deps, st.cache, st.block = nil, nil, nil, nil
 	p.mu.Lock()
 	if len(p.free) < 2 {
 		p.free = append(p.free, st)

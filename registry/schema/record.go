@@ -1,9 +1,11 @@
 package schema
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -74,6 +76,32 @@ type Check struct {
 func (in Instance) Routable() bool {
 	return in.Health.Shallow != health.Critical && !in.Maintenance && !in.Draining
 }
+
+// Same reports whether in and o hold the same values, everything a
+// template can print included (unknown fields and the derived Maintenance
+// too). Records of a Snapshot share their slices and maps with their
+// earlier versions while those are unchanged, so for them this is mostly
+// pointer comparisons. Times are the same when they are equal instants in
+// the same *time.Location.
+func (in *Instance) Same(o *Instance) bool {
+	if in == nil || o == nil {
+		return in == o
+	}
+	return in.V == o.V && in.Service == o.Service && in.ID == o.ID && in.Node == o.Node &&
+		in.Address == o.Address && in.Port == o.Port && in.Weight == o.Weight &&
+		in.Draining == o.Draining && in.Maintenance == o.Maintenance &&
+		sameTime(in.RegisteredAt, o.RegisteredAt) &&
+		in.Health.Shallow == o.Health.Shallow && in.Health.Deep == o.Health.Deep &&
+		sameTime(in.Health.Since, o.Health.Since) &&
+		slices.Equal(in.Tags, o.Tags) && slices.Equal(in.DependsOn, o.DependsOn) &&
+		maps.Equal(in.Meta, o.Meta) &&
+		slices.EqualFunc(in.Health.Checks, o.Health.Checks, func(a, b Check) bool {
+			return a.Name == b.Name && a.Kind == b.Kind && a.Status == b.Status && a.Output == b.Output && sameTime(a.Since, b.Since)
+		}) &&
+		maps.EqualFunc(in.extra, o.extra, func(a, b json.RawMessage) bool { return bytes.Equal(a, b) })
+}
+
+func sameTime(a, b time.Time) bool { return a.Equal(b) && a.Location() == b.Location() }
 
 // FieldError is a validation failure of one record field.
 type FieldError struct {

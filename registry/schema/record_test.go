@@ -591,3 +591,100 @@ func FuzzDecodeInstance(f *testing.F) {
 		}
 	})
 }
+
+// TestInstanceSame changes every field of a record in turn, found by
+// reflection so that a field added later is covered too, and wants Same
+// to see each change.
+func TestInstanceSame(t *testing.T) {
+	since := time.Date(2026, 11, 21, 19, 0, 0, 0, time.UTC)
+	base := func() Instance {
+		return Instance{V: Version, Service: "web", ID: "w1", Node: "n1", Address: "10.0.0.1", Port: 80,
+			Tags: []string{"a"}, Meta: map[string]string{"k": "v"}, Weight: 5, DependsOn: []string{"db"},
+			Health: Health{Shallow: health.Passing, Deep: health.Passing, Since: since,
+				Checks: []Check{{Name: "alive", Kind: health.Shallow, Status: health.Passing, Output: "ok", Since: since}}},
+			Draining: true, RegisteredAt: since, Maintenance: true,
+			extra: map[string]json.RawMessage{"zone": json.RawMessage(`"a"`)}}
+	}
+	a, b := base(), base()
+	if !a.Same(&b) {
+		t.Fatal("Same() = false for two equal records")
+	}
+	var leaves []string
+	var perturb func(v reflect.Value, path string)
+	perturb = func(v reflect.Value, path string) {
+		if v.Type() == reflect.TypeFor[time.Time]() {
+			leaves = append(leaves, path)
+			v.Set(reflect.ValueOf(v.Interface().(time.Time).Add(time.Second)))
+			return
+		}
+		switch v.Kind() {
+		case reflect.String:
+			v.SetString(v.String() + "x")
+		case reflect.Int:
+			v.SetInt(v.Int() + 1)
+		case reflect.Bool:
+			v.SetBool(!v.Bool())
+		case reflect.Slice:
+			if v.Type().Elem().Kind() == reflect.Struct {
+				for i := range v.Type().Elem().NumField() {
+					perturbField(t, v.Index(0), i, path+"[0]", perturb, base, &leaves)
+				}
+				return
+			}
+			v.Set(reflect.Append(v, reflect.ValueOf("x").Convert(v.Type().Elem())))
+		case reflect.Map:
+			v.SetMapIndex(reflect.ValueOf("other"), reflect.ValueOf("x"))
+		default:
+			t.Fatalf("%s: no perturbation for %s", path, v.Kind())
+		}
+		leaves = append(leaves, path)
+	}
+	for i := range reflect.TypeFor[Instance]().NumField() {
+		perturbField(t, reflect.ValueOf(&a).Elem(), i, "", perturb, base, &leaves)
+	}
+	c := base()
+	c.extra = map[string]json.RawMessage{"zone": json.RawMessage(`"b"`)}
+	if a := base(); a.Same(&c) {
+		t.Error("Same() = true for records whose unknown fields differ")
+	}
+	if len(leaves) < 20 {
+		t.Errorf("perturbed only %d fields: %q", len(leaves), leaves)
+	}
+}
+
+// perturbField changes field i of the struct that holds v (a fresh copy of
+// base each time, unless v is inside a slice being walked) and checks
+// that Same sees it; nested structs are walked.
+func perturbField(t *testing.T, v reflect.Value, i int, path string, perturb func(reflect.Value, string), base func() Instance, leaves *[]string) {
+	t.Helper()
+	f := v.Type().Field(i)
+	if !f.IsExported() {
+		return // extra: checked by hand
+	}
+	p := path + "." + f.Name
+	if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[time.Time]() {
+		for j := range f.Type.NumField() {
+			perturbField(t, v.Field(i), j, p, perturb, base, leaves)
+		}
+		return
+	}
+	// Work on a fresh record: find the same field in it by path.
+	rec, orig := base(), base()
+	target := reflect.ValueOf(&rec).Elem()
+	for _, name := range strings.Split(strings.TrimPrefix(p, "."), ".") {
+		if n, ok := strings.CutSuffix(name, "[0]"); ok {
+			target = target.FieldByName(n).Index(0)
+			continue
+		}
+		target = target.FieldByName(name)
+	}
+	if f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct {
+		perturb(target, p) // walks the element's fields, each on a fresh record
+		return
+	}
+	n := len(*leaves)
+	perturb(target, p)
+	if len(*leaves) > n && orig.Same(&rec) {
+		t.Errorf("Same() = true after changing %s", p)
+	}
+}
