@@ -63,15 +63,20 @@ func (c *blockCache) end(ok bool) {
 }
 
 // usedLocked reports whether e, or a block it is nested in, was used by
-// the current render.
+// the current render. The walk is bounded: blocks whose nesting changed
+// between renders could, in principle, name each other as parents.
 func (c *blockCache) usedLocked(e *blockEntry) bool {
-	for ; e != nil; e = e.parent {
+	for depth := 0; e != nil && depth < maxNesting; e, depth = e.parent, depth+1 {
 		if e.gen == c.gen {
 			return true
 		}
 	}
 	return false
 }
+
+// maxNesting bounds the parent walk; templates nest cached blocks a few
+// levels deep at most.
+const maxNesting = 32
 
 // reuse returns the entry for k if it may be used now: nothing it read
 // changed in snap and, for an instance block, in is the same record. It
