@@ -79,10 +79,12 @@ func (in *installed) applyLive(ctx context.Context) (reason, why string) {
 	if err != nil {
 		return reloadParse, fmt.Sprintf("previous config: %v", err)
 	}
+	in.prevCfg = oldCfg
 	newCfg, err := haproxy.Parse(in.plan.out)
 	if err != nil {
 		return reloadParse, fmt.Sprintf("new config: %v", err)
 	}
+	in.outCfg = newCfg
 	plan, err := haproxy.Diff(oldCfg, newCfg)
 	if err != nil {
 		return reloadParse, err.Error()
@@ -164,14 +166,16 @@ func (g *group) reloadSides(done []*installed, rollback bool) []reloadSide {
 		if t.cfg.HAProxy == nil {
 			continue
 		}
+		// Each side's bytes, and its parse when applyLive already made it.
 		var running, next []byte
+		var runningCfg, nextCfg *haproxy.Config
 		if in := changed[t]; in != nil {
 			if in.existed {
-				running = in.prev
+				running, runningCfg = in.prev, in.prevCfg
 			}
-			next = in.plan.out
+			next, nextCfg = in.plan.out, in.outCfg
 			if rollback {
-				next = in.prev
+				next, nextCfg = in.prev, in.prevCfg
 			}
 		} else {
 			cur, err := os.ReadFile(t.cfg.Destination)
@@ -180,12 +184,14 @@ func (g *group) reloadSides(done []*installed, rollback bool) []reloadSide {
 			}
 			running, next = cur, cur
 		}
-		side := reloadSide{t: t}
-		var err error
-		if side.next, err = haproxy.Parse(next); err != nil {
-			continue // haproxy -c accepted it; nothing this package can reconcile against
+		side := reloadSide{t: t, running: runningCfg, next: nextCfg}
+		if side.next == nil {
+			var err error
+			if side.next, err = haproxy.Parse(next); err != nil {
+				continue // haproxy -c accepted it; nothing this package can reconcile against
+			}
 		}
-		if running != nil {
+		if side.running == nil && running != nil {
 			side.running, _ = haproxy.Parse(running)
 		}
 		sides = append(sides, side)

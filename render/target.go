@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rewire/rewire/registry/schema"
+	"github.com/rewire/rewire/render/haproxy"
 	"gopkg.in/yaml.v3"
 )
 
@@ -523,8 +524,11 @@ type installed struct {
 	plan    *planned
 	prev    []byte
 	existed bool
-	// For haproxy templates: what applyLive did live, or why it reloads.
+	// For haproxy templates: what applyLive did live, or why it reloads,
+	// and the previous and new files as it parsed them (nil if it did not),
+	// so that a reload after it does not parse them again.
 	live, whyReload string
+	prevCfg, outCfg *haproxy.Config
 }
 
 // install writes out to a staged file beside the destination, runs the
