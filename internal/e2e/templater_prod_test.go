@@ -87,34 +87,44 @@ func alive(t *testing.T, p *proc) {
 const webServers = `{{ range service "web" }}server {{ .ID }} {{ .Address }}:{{ .Port }}
 {{ end }}`
 
-// prodConfig writes a templater config with one template "web" rendering
-// web.tmpl (webServers unless text is set) into out/web.conf; extra is
-// appended to the template's entry.
-func prodConfig(t *testing.T, dir, endpoint, listen, extra string) (cfg, dest string) {
+// prodRun is a templater process on an etcd of its own, rendering one
+// template "web" (webServers, from dir/web.tmpl unless the test wrote one)
+// into dir/out/web.conf under the prefix /rw; extra is appended to the
+// template's config.
+type prodRun struct {
+	etcd      *etcdtest.Etcd
+	cli       *clientv3.Client
+	listen    string // the templater's HTTP address
+	cfg, dest string
+	p         *proc
+}
+
+func startProd(t *testing.T, dir, extra string) prodRun {
 	t.Helper()
+	r := prodRun{etcd: etcdtest.Start(t), listen: freeAddr(t)}
+	r.cli = r.etcd.Client(t)
 	if _, err := os.Stat(filepath.Join(dir, "web.tmpl")); err != nil {
 		writeFile(t, filepath.Join(dir, "web.tmpl"), webServers)
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "out"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cfg = writeFile(t, filepath.Join(dir, "templater.yaml"), fmt.Sprintf(`etcd: {endpoints: [%q], prefix: /rw}
+	r.cfg = writeFile(t, filepath.Join(dir, "templater.yaml"), fmt.Sprintf(`etcd: {endpoints: [%q], prefix: /rw}
 listen: %s
 templates:
   - name: web
     source: web.tmpl
     destination: out/web.conf
-%s`, endpoint, listen, extra))
-	return cfg, filepath.Join(dir, "out", "web.conf")
+%s`, r.etcd.Endpoints[0], r.listen, extra))
+	r.dest = filepath.Join(dir, "out", "web.conf")
+	r.p = start(t, bins.templater, "run", "-c", r.cfg)
+	return r
 }
 
 func TestTemplaterMinServersHoldsFile(t *testing.T) {
 	skipShort(t)
-	e := etcdtest.Start(t)
-	cli := e.Client(t)
-	listen := freeAddr(t)
-	cfg, dest := prodConfig(t, t.TempDir(), e.Endpoints[0], listen, "    guards: {min_servers: 1}\n")
-	p := start(t, bins.templater, "run", "-c", cfg)
+	r := startProd(t, t.TempDir(), "    guards: {min_servers: 1}\n")
+	cli, listen, dest, p := r.cli, r.listen, r.dest, r.p
 	put(t, cli, "/rw/services/web/web-1", instanceRecord("web", "web-1", "10.0.0.1"))
 	put(t, cli, "/rw/services/web/web-2", instanceRecord("web", "web-2", "10.0.0.2"))
 	want := "server web-1 10.0.0.1:80\nserver web-2 10.0.0.2:80\n"
@@ -176,11 +186,8 @@ const outage = 30 * time.Second
 
 func TestTemplaterEtcdOutage(t *testing.T) {
 	skipShort(t)
-	e := etcdtest.Start(t)
-	cli := e.Client(t)
-	listen := freeAddr(t)
-	cfg, dest := prodConfig(t, t.TempDir(), e.Endpoints[0], listen, "")
-	p := start(t, bins.templater, "run", "-c", cfg)
+	r := startProd(t, t.TempDir(), "")
+	e, cli, listen, dest, p := r.etcd, r.cli, r.listen, r.dest, r.p
 	put(t, cli, "/rw/services/web/web-1", instanceRecord("web", "web-1", "10.0.0.1"))
 	want := "server web-1 10.0.0.1:80\n"
 	waitFor(t, 10*time.Second, "first render", func() bool { return readFile(dest) == want })
@@ -236,13 +243,10 @@ func TestTemplaterEtcdOutage(t *testing.T) {
 
 func TestTemplaterSourceEdit(t *testing.T) {
 	skipShort(t)
-	e := etcdtest.Start(t)
-	cli := e.Client(t)
-	listen := freeAddr(t)
 	dir := t.TempDir()
-	cfg, dest := prodConfig(t, dir, e.Endpoints[0], listen, "")
+	r := startProd(t, dir, "")
+	cli, listen, dest, p := r.cli, r.listen, r.dest, r.p
 	src := filepath.Join(dir, "web.tmpl")
-	p := start(t, bins.templater, "run", "-c", cfg)
 	put(t, cli, "/rw/services/web/web-1", instanceRecord("web", "web-1", "10.0.0.1"))
 	waitFor(t, 10*time.Second, "first render", func() bool { return readFile(dest) == "server web-1 10.0.0.1:80\n" })
 
@@ -274,12 +278,9 @@ func TestTemplaterSourceEdit(t *testing.T) {
 
 func TestTemplaterSIGHUP(t *testing.T) {
 	skipShort(t)
-	e := etcdtest.Start(t)
-	cli := e.Client(t)
-	listen := freeAddr(t)
 	dir := t.TempDir()
-	cfg, dest := prodConfig(t, dir, e.Endpoints[0], listen, "")
-	p := start(t, bins.templater, "run", "-c", cfg)
+	r := startProd(t, dir, "")
+	cli, listen, cfg, dest, p := r.cli, r.listen, r.cfg, r.dest, r.p
 	put(t, cli, "/rw/services/web/web-1", instanceRecord("web", "web-1", "10.0.0.1"))
 	waitFor(t, 10*time.Second, "first render", func() bool { return readFile(dest) == "server web-1 10.0.0.1:80\n" })
 	good := readFileString(t, cfg)
