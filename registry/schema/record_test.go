@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -605,86 +606,72 @@ func TestInstanceSame(t *testing.T) {
 			Draining: true, RegisteredAt: since, Maintenance: true,
 			extra: map[string]json.RawMessage{"zone": json.RawMessage(`"a"`)}}
 	}
-	a, b := base(), base()
-	if !a.Same(&b) {
+	a := base()
+	if b := base(); !a.Same(&b) {
 		t.Fatal("Same() = false for two equal records")
 	}
-	var leaves []string
-	var perturb func(v reflect.Value, path string)
-	perturb = func(v reflect.Value, path string) {
-		if v.Type() == reflect.TypeFor[time.Time]() {
-			leaves = append(leaves, path)
-			v.Set(reflect.ValueOf(v.Interface().(time.Time).Add(time.Second)))
-			return
-		}
-		switch v.Kind() {
-		case reflect.String:
-			v.SetString(v.String() + "x")
-		case reflect.Int:
-			v.SetInt(v.Int() + 1)
-		case reflect.Bool:
-			v.SetBool(!v.Bool())
-		case reflect.Slice:
-			if v.Type().Elem().Kind() == reflect.Struct {
-				for i := range v.Type().Elem().NumField() {
-					perturbField(t, v.Index(0), i, path+"[0]", perturb, base, &leaves)
-				}
-				return
+	paths := leafPaths(reflect.TypeFor[Instance](), "", nil)
+	for name, path := range paths {
+		b := base()
+		v := reflect.ValueOf(&b).Elem()
+		for _, i := range path {
+			if i < 0 {
+				v = v.Index(0)
+			} else {
+				v = v.Field(i)
 			}
+		}
+		switch {
+		case v.Type() == reflect.TypeFor[time.Time]():
+			v.Set(reflect.ValueOf(v.Interface().(time.Time).Add(time.Second)))
+		case v.Kind() == reflect.String:
+			v.SetString(v.String() + "x")
+		case v.Kind() == reflect.Int:
+			v.SetInt(v.Int() + 1)
+		case v.Kind() == reflect.Bool:
+			v.SetBool(!v.Bool())
+		case v.Kind() == reflect.Slice:
 			v.Set(reflect.Append(v, reflect.ValueOf("x").Convert(v.Type().Elem())))
-		case reflect.Map:
+		case v.Kind() == reflect.Map:
 			v.SetMapIndex(reflect.ValueOf("other"), reflect.ValueOf("x"))
 		default:
-			t.Fatalf("%s: no perturbation for %s", path, v.Kind())
+			t.Fatalf("%s: no change known for a %s", name, v.Kind())
 		}
-		leaves = append(leaves, path)
+		if a.Same(&b) {
+			t.Errorf("Same() = true after changing %s", name)
+		}
 	}
-	for i := range reflect.TypeFor[Instance]().NumField() {
-		perturbField(t, reflect.ValueOf(&a).Elem(), i, "", perturb, base, &leaves)
-	}
-	c := base()
-	c.extra = map[string]json.RawMessage{"zone": json.RawMessage(`"b"`)}
-	if a := base(); a.Same(&c) {
+	b := base()
+	b.extra = map[string]json.RawMessage{"zone": json.RawMessage(`"b"`)}
+	if a.Same(&b) {
 		t.Error("Same() = true for records whose unknown fields differ")
 	}
-	if len(leaves) < 20 {
-		t.Errorf("perturbed only %d fields: %q", len(leaves), leaves)
+	if len(paths) < 20 {
+		t.Errorf("changed only %d fields: %q", len(paths), slices.Collect(maps.Keys(paths)))
 	}
 }
 
-// perturbField changes field i of the struct that holds v (a fresh copy of
-// base each time, unless v is inside a slice being walked) and checks
-// that Same sees it; nested structs are walked.
-func perturbField(t *testing.T, v reflect.Value, i int, path string, perturb func(reflect.Value, string), base func() Instance, leaves *[]string) {
-	t.Helper()
-	f := v.Type().Field(i)
-	if !f.IsExported() {
-		return // extra: checked by hand
-	}
-	p := path + "." + f.Name
-	if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[time.Time]() {
-		for j := range f.Type.NumField() {
-			perturbField(t, v.Field(i), j, p, perturb, base, leaves)
+// leafPaths maps each exported field of t that is not itself a struct
+// (time.Time counts as a leaf) to its index path; -1 steps into element 0
+// of a slice of structs.
+func leafPaths(t reflect.Type, prefix string, path []int) map[string][]int {
+	out := map[string][]int{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue // extra: checked by hand
 		}
-		return
-	}
-	// Work on a fresh record: find the same field in it by path.
-	rec, orig := base(), base()
-	target := reflect.ValueOf(&rec).Elem()
-	for _, name := range strings.Split(strings.TrimPrefix(p, "."), ".") {
-		if n, ok := strings.CutSuffix(name, "[0]"); ok {
-			target = target.FieldByName(n).Index(0)
-			continue
+		name, p := prefix+"."+f.Name, append(slices.Clip(path), i)
+		switch {
+		case f.Type == reflect.TypeFor[time.Time]():
+			out[name] = p
+		case f.Type.Kind() == reflect.Struct:
+			maps.Copy(out, leafPaths(f.Type, name, p))
+		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
+			maps.Copy(out, leafPaths(f.Type.Elem(), name+"[0]", append(p, -1)))
+		default:
+			out[name] = p
 		}
-		target = target.FieldByName(name)
 	}
-	if f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct {
-		perturb(target, p) // walks the element's fields, each on a fresh record
-		return
-	}
-	n := len(*leaves)
-	perturb(target, p)
-	if len(*leaves) > n && orig.Same(&rec) {
-		t.Errorf("Same() = true after changing %s", p)
-	}
+	return out
 }
