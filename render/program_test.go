@@ -105,7 +105,7 @@ func TestReparseDuringRender(t *testing.T) {
 		t.Fatalf("old render = %q, %v", out, err)
 	}
 	tg.tried = deps // as plan records it
-	tg.commit(snap, deps, old, true, "file updated")
+	tg.commit(&planned{snap: snap, deps: deps, prog: old}, true, "file updated")
 	if out, err := tg.Render(snap); err != nil || string(out) != "NEW web;" {
 		t.Errorf("Render after Reparse = %q, %v; want %q: a block cached by the old source leaked", out, err, "NEW web;")
 	}

@@ -400,7 +400,7 @@ func (g *group) applyOnce(ctx context.Context, snap *schema.Snapshot, force bool
 		case in.whyReload != "":
 			how = "file updated, not reloaded (no reload command or haproxy.master): " + in.whyReload
 		}
-		in.t.commit(snap, in.plan.deps, in.plan.prog, true, how)
+		in.t.commit(in.plan, true, how)
 		in.t.log.Info(msg, "path", in.t.cfg.Destination, "rev", snap.Rev)
 		// Off the path of the change: the new file is already in use.
 		if err := in.t.syncDir(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -143,6 +144,10 @@ type Target struct {
 	drift       string // haproxy differs from the file and cannot be repaired live
 	held        *hold
 	heldSince   time.Time
+	// baseline is what the file reflected at baselineAt, up to a hold
+	// window ago: the fraction guards add removals up against it.
+	baseline   *schema.Snapshot
+	baselineAt time.Time
 }
 
 // NewTarget reads and parses cfg.Source. A parse error names the file and
@@ -359,14 +364,18 @@ func (t *Target) Apply(ctx context.Context, snap *schema.Snapshot) (changed bool
 type planned struct {
 	out     []byte
 	deps    *Deps
-	prog    *program // what rendered out
-	prev    []byte   // the destination's bytes when planned
+	prog    *program         // what rendered out
+	snap    *schema.Snapshot // what out reflects: the snapshot, with held instances kept
+	held    *hold            // the guard keeping instances in out, if any
+	expired bool             // a time-bounded hold ran out: the baseline moves on
+	prev    []byte           // the destination's bytes when planned
 	existed bool
 }
 
 // plan renders snap when something the target read changed (or force),
 // and returns the bytes to install, or nil when there is nothing to do:
-// the inputs or bytes are unchanged, or a guard holds the change.
+// the inputs or bytes are unchanged. When a guard holds a removal, the
+// bytes are rendered with the removed instances kept.
 func (t *Target) plan(snap *schema.Snapshot, force bool) (*planned, error) {
 	t.mu.Lock()
 	clean := !force && !t.tmplChanged && t.lastErr == nil && t.held == nil && t.deps != nil && !t.deps.Changed(snap)
@@ -392,37 +401,68 @@ func (t *Target) plan(snap *schema.Snapshot, force bool) (*planned, error) {
 	if readErr != nil && !errors.Is(readErr, fs.ErrNotExist) {
 		return nil, &Error{Template: t.cfg.Name, Stage: StageWrite, Err: readErr}
 	}
+	p := &planned{out: out, deps: deps, prog: prog, snap: snap, prev: old, existed: readErr == nil}
 	if readErr == nil && bytes.Equal(old, out) {
-		t.commit(snap, deps, prog, false, "")
+		t.commit(p, false, "")
 		return nil, nil
 	}
+	if err := t.guard(p); err != nil {
+		return nil, err
+	}
+	if p.held != nil && readErr == nil && bytes.Equal(old, p.out) {
+		t.commit(p, false, "") // held, and nothing else changed
+		return nil, nil
+	}
+	return p, nil
+}
+
+// guard runs the guards on p and, when they hold a removal, renders p
+// again from its snapshot with the held instances kept.
+func (t *Target) guard(p *planned) error {
 	t.mu.Lock()
-	h := t.cfg.Guards.evaluate(t.applied, snap, deps, t.heldSince)
+	in := guardInput{applied: t.applied, baseline: t.baseline, snap: p.snap, since: t.heldSince, now: time.Now(),
+		names: unionSorted(t.deps.Services(), p.deps.Services())}
 	wasHeld := t.held
-	if h != nil {
-		if t.heldSince.IsZero() {
-			t.heldSince = time.Now()
-		}
-		t.held = h
-	} else {
-		t.held, t.heldSince = nil, time.Time{}
+	t.mu.Unlock()
+	h, expired := t.cfg.Guards.evaluate(in)
+	p.expired = expired
+	t.mu.Lock()
+	if h != nil && t.heldSince.IsZero() {
+		t.heldSince = in.now
+	}
+	t.held = h
+	if h == nil {
+		t.heldSince = time.Time{}
 	}
 	t.mu.Unlock()
-	if h != nil {
-		if wasHeld == nil || wasHeld.reason != h.reason {
-			t.metrics.guard(t.cfg.Name, h.guard)
-			attrs := []any{"guard", h.guard, "reason", h.reason, "rev", snap.Rev}
-			if !h.until.IsZero() {
-				attrs = append(attrs, "until", h.until.Format(time.RFC3339))
-			}
-			t.log.Error("guard holds the change; the current file stays", attrs...)
+	if h == nil {
+		if wasHeld != nil {
+			t.log.Warn("guard released; applying the held removal", "guard", wasHeld.guard, "rev", p.snap.Rev)
 		}
-		return nil, nil
+		return nil
 	}
-	if wasHeld != nil {
-		t.log.Warn("guard released; applying the held change", "guard", wasHeld.guard, "rev", snap.Rev)
+	if wasHeld == nil || wasHeld.reason != h.reason {
+		t.metrics.guard(t.cfg.Name, h.guard)
+		attrs := []any{"guard", h.guard, "reason", h.reason, "rev", p.snap.Rev}
+		if !h.until.IsZero() {
+			attrs = append(attrs, "until", h.until.Format(time.RFC3339))
+		}
+		t.log.Error("guard holds a removal; the vanished instances stay in the file, every other change goes out", attrs...)
 	}
-	return &planned{out: out, deps: deps, prog: prog, prev: old, existed: readErr == nil}, nil
+	kept := p.snap.With(h.keep...)
+	out, deps, prog, err := t.render(kept)
+	if err != nil {
+		return err
+	}
+	p.out, p.deps, p.prog, p.snap, p.held = out, deps, prog, kept, h
+	return nil
+}
+
+// unionSorted merges two sorted name lists without duplicates.
+func unionSorted(a, b []string) []string {
+	out := slices.Concat(a, b)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // errSkipped says plan did not render: nothing the target reads changed.
@@ -489,18 +529,26 @@ func (t *Target) holdUntil() time.Time {
 	return t.held.until
 }
 
-// commit records that the destination now reflects snap. Nothing is held
-// any more: a change held earlier was undone if the bytes came out equal.
-func (t *Target) commit(snap *schema.Snapshot, deps *Deps, prog *program, changed bool, how string) {
+// commit records that the destination now reflects p.snap, and moves the
+// guards' baseline on when no hold is active and it is older than the
+// hold window (or a hold just ran out: that removal is accepted).
+func (t *Target) commit(p *planned, changed bool, how string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.deps, t.applied, t.lastErr = deps, snap, nil
-	if prog == t.prog {
+	t.deps, t.applied, t.lastErr = p.deps, p.snap, nil
+	if p.prog == t.prog {
 		// Rendered with the current source. (A render that started before
 		// Reparse leaves tmplChanged set: the new source still has to go out.)
 		t.tmplChanged = false
 	}
-	t.held, t.heldSince = nil, time.Time{}
+	t.held = p.held
+	if p.held == nil {
+		t.heldSince = time.Time{}
+		now := time.Now()
+		if t.baseline == nil || p.expired || now.Sub(t.baselineAt) >= t.cfg.Guards.hold() {
+			t.baseline, t.baselineAt = p.snap, now
+		}
+	}
 	if changed {
 		t.lastChange, t.lastApply = time.Now(), how
 	}

@@ -34,6 +34,7 @@ func loadConfig(path string) (Config, *yamlconf.Doc, error) {
 	base := filepath.Dir(path)
 	for i := range cfg.Templates {
 		t := &cfg.Templates[i]
+		defaultGuards(doc, fmt.Sprintf("templates[%d].guards", i), &t.Guards)
 		if t.Source != "" && !filepath.IsAbs(t.Source) {
 			t.Source = filepath.Join(base, t.Source)
 		}
@@ -42,6 +43,22 @@ func loadConfig(path string) (Config, *yamlconf.Doc, error) {
 		}
 	}
 	return cfg, doc, cfg.Validate(doc)
+}
+
+// defaultGuards sets each guard the file does not mention to its default
+// (render.DefaultGuards): self-preservation is on unless the file turns it
+// off with an explicit 0.
+func defaultGuards(doc *yamlconf.Doc, path string, g *render.Guards) {
+	def := render.DefaultGuards()
+	if !doc.Has(path + ".max_removed_fraction") {
+		g.MaxRemovedFraction = def.MaxRemovedFraction
+	}
+	if !doc.Has(path + ".mass_expiry_fraction") {
+		g.MassExpiryFraction = def.MassExpiryFraction
+	}
+	if !doc.Has(path + ".hold") {
+		g.Hold = def.Hold
+	}
 }
 
 // Validate returns one located error per problem.
