@@ -34,6 +34,10 @@ type TargetConfig struct {
 	Verify Command `yaml:"verify"`
 	// CommandTimeout bounds check, reload and verify; default 30s.
 	CommandTimeout time.Duration `yaml:"command_timeout"`
+	// RenderTimeout bounds one render; default DefaultRenderTimeout.
+	RenderTimeout time.Duration `yaml:"render_timeout"`
+	// MaxOutput bounds the rendered file; default DefaultMaxOutput.
+	MaxOutput ByteSize `yaml:"max_output"`
 	// Wait overrides the templater's quiescence for this template.
 	Wait *WaitConfig `yaml:"wait"`
 	// ReloadMinInterval is the least time between two reloads; changes in
@@ -130,20 +134,21 @@ type Target struct {
 	apply sync.Mutex
 
 	// mu guards the fields below.
-	mu          sync.Mutex
-	prog        *program
-	srcText     string // the source the template was parsed from
-	tmplChanged bool
-	parseErr    error
-	deps        *Deps            // what the file's render read
-	tried       *Deps            // what the last render attempt read
-	applied     *schema.Snapshot // the snapshot the file reflects
-	lastErr     error
-	lastChange  time.Time
-	lastApply   string // how the last change reached its consumer
-	drift       string // haproxy differs from the file and cannot be repaired live
-	held        *hold
-	heldSince   time.Time
+	mu           sync.Mutex
+	prog         *program
+	srcText      string // the source the template was parsed from
+	tmplChanged  bool
+	parseErr     error
+	deps         *Deps            // what the file's render read
+	tried        *Deps            // what the last render attempt read
+	applied      *schema.Snapshot // the snapshot the file reflects
+	lastErr      error
+	failingSince time.Time // when lastErr went from nil to set
+	lastChange   time.Time
+	lastApply    string // how the last change reached its consumer
+	drift        string // haproxy differs from the file and cannot be repaired live
+	held         *hold
+	heldSince    time.Time
 	// baseline is what the file reflected at baselineAt, up to a hold
 	// window ago: the fraction guards add removals up against it.
 	baseline   *schema.Snapshot
@@ -228,13 +233,19 @@ func (t *Target) Source() string { return t.cfg.Source }
 
 // Parse parses template text with every function of the package. name
 // appears in error messages (use the source file's name).
+// Every range body gets a check of the render's limits.
 func Parse(name, text string) (*template.Template, error) {
-	return template.New(name).Option("missingkey=error").Funcs(baseFuncs()).Parse(text)
+	t, err := template.New(name).Option("missingkey=error").Funcs(baseFuncs()).Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	instrument(t)
+	return t, nil
 }
 
-// Execute runs tmpl against snap in memory.
+// Execute runs tmpl against snap in memory, under the default limits.
 func Execute(tmpl *template.Template, snap *schema.Snapshot, keys schema.Keys) ([]byte, error) {
-	out, _, err := newProgram(tmpl).execute(snap, keys, nil)
+	out, _, err := newProgram(tmpl).execute(context.Background(), snap, keys, nil, TargetConfig{}.limits())
 	return out, err
 }
 
@@ -287,7 +298,7 @@ func (p *program) bound() (*execState, error) {
 // kept: renders of one Target are serialized, and an occasional
 // concurrent Render just binds a clone of its own.
 func (p *program) release(st *execState) {
-	st.snap, st.deps, st.cache, st.block = nil, nil, nil, nil
+	st.snap, st.deps, st.cache, st.block, st.budget = nil, nil, nil, nil, nil
 	p.mu.Lock()
 	if len(p.free) < 2 {
 		p.free = append(p.free, st)
@@ -296,31 +307,35 @@ func (p *program) release(st *execState) {
 }
 
 // execute runs the template against snap and records what it read. cache
-// (may be nil) keeps cachedTemplate blocks between renders.
-func (p *program) execute(snap *schema.Snapshot, keys schema.Keys, cache *blockCache) ([]byte, *Deps, error) {
+// (may be nil) keeps cachedTemplate blocks between renders. The render
+// stops with an ErrRenderLimit error when it goes over lim or ctx ends.
+func (p *program) execute(ctx context.Context, snap *schema.Snapshot, keys schema.Keys, cache *blockCache, lim limits) ([]byte, *Deps, error) {
 	st, err := p.bound()
 	if err != nil {
 		return nil, nil, err
 	}
 	defer p.release(st)
 	deps := newDeps()
-	st.snap, st.keys, st.deps, st.cache = snap, keys, deps, cache
+	st.snap, st.keys, st.deps, st.cache, st.budget = snap, keys, deps, cache, &budget{}
+	disarm := st.budget.start(ctx, lim)
+	defer disarm()
 	if cache != nil {
 		cache.begin()
 	}
-	var b bytes.Buffer
+	w := &budgetWriter{b: st.budget}
 	if n := p.size.Load(); n > 0 {
-		b.Grow(int(n + n/16))
+		// Only a render that stayed within its limits sets size.
+		w.buf = make([]byte, 0, min(n+n/16, lim.max))
 	}
-	err = st.tmpl.Execute(&b, nil)
+	err = st.tmpl.Execute(w, nil)
 	if cache != nil {
 		cache.end(err == nil)
 	}
 	if err != nil {
-		return nil, deps, err
+		return nil, deps, limitError(err, st.budget)
 	}
-	p.size.Store(int64(b.Len()))
-	return b.Bytes(), deps, nil
+	p.size.Store(int64(len(w.buf)))
+	return w.buf, deps, nil
 }
 
 // Name returns the template's configured name.
@@ -331,17 +346,17 @@ func (t *Target) Destination() string { return t.cfg.Destination }
 
 // Render executes the template against snap without touching any file.
 func (t *Target) Render(snap *schema.Snapshot) ([]byte, error) {
-	out, _, _, err := t.render(snap)
+	out, _, _, err := t.render(context.Background(), snap)
 	return out, err
 }
 
 // render executes the current program against snap; it also returns the
 // program, which Reparse may replace meanwhile.
-func (t *Target) render(snap *schema.Snapshot) ([]byte, *Deps, *program, error) {
+func (t *Target) render(ctx context.Context, snap *schema.Snapshot) ([]byte, *Deps, *program, error) {
 	t.mu.Lock()
 	prog := t.prog
 	t.mu.Unlock()
-	out, deps, err := prog.execute(snap, t.keys, prog.cache)
+	out, deps, err := prog.execute(ctx, snap, t.keys, prog.cache, t.cfg.limits())
 	if err != nil {
 		return nil, deps, prog, &Error{Template: t.cfg.Name, Stage: StageExecute, Err: err}
 	}
@@ -376,7 +391,7 @@ type planned struct {
 // and returns the bytes to install, or nil when there is nothing to do:
 // the inputs or bytes are unchanged. When a guard holds a removal, the
 // bytes are rendered with the removed instances kept.
-func (t *Target) plan(snap *schema.Snapshot, force bool) (*planned, error) {
+func (t *Target) plan(ctx context.Context, snap *schema.Snapshot, force bool) (*planned, error) {
 	t.mu.Lock()
 	clean := !force && !t.tmplChanged && t.lastErr == nil && t.held == nil && t.deps != nil && !t.deps.Changed(snap)
 	if clean {
@@ -386,7 +401,7 @@ func (t *Target) plan(snap *schema.Snapshot, force bool) (*planned, error) {
 	if clean {
 		return nil, errSkipped
 	}
-	out, deps, prog, err := t.render(snap)
+	out, deps, prog, err := t.render(ctx, snap)
 	t.mu.Lock()
 	t.tried = deps
 	t.mu.Unlock()
@@ -406,7 +421,7 @@ func (t *Target) plan(snap *schema.Snapshot, force bool) (*planned, error) {
 		t.commit(p, false, "")
 		return nil, nil
 	}
-	if err := t.guard(p); err != nil {
+	if err := t.guard(ctx, p); err != nil {
 		return nil, err
 	}
 	if p.held != nil && readErr == nil && bytes.Equal(old, p.out) {
@@ -418,7 +433,7 @@ func (t *Target) plan(snap *schema.Snapshot, force bool) (*planned, error) {
 
 // guard runs the guards on p and, when they hold a removal, renders p
 // again from its snapshot with the held instances kept.
-func (t *Target) guard(p *planned) error {
+func (t *Target) guard(ctx context.Context, p *planned) error {
 	t.mu.Lock()
 	in := guardInput{applied: t.applied, baseline: t.baseline, snap: p.snap, since: t.heldSince, now: time.Now(),
 		names: unionSorted(t.deps.Services(), p.deps.Services())}
@@ -450,7 +465,7 @@ func (t *Target) guard(p *planned) error {
 		t.log.Error("guard holds a removal; the vanished instances stay in the file, every other change goes out", attrs...)
 	}
 	kept := p.snap.With(h.keep...)
-	out, deps, prog, err := t.render(kept)
+	out, deps, prog, err := t.render(ctx, kept)
 	if err != nil {
 		return err
 	}
@@ -470,19 +485,20 @@ var errSkipped = errors.New("render: skipped")
 
 // TargetStatus is what a Target reports about itself.
 type TargetStatus struct {
-	Name        string    `json:"name"`
-	Source      string    `json:"source"`
-	Destination string    `json:"destination"`
-	Revision    int64     `json:"revision"`              // the etcd revision the file reflects
-	LastChange  time.Time `json:"last_change,omitzero"`  // when the file last changed
-	LastApply   string    `json:"last_apply,omitempty"`  // how it went out: "file updated and reloaded", "live: 2 server changes ...", "reloaded: structure: ..."
-	Services    []string  `json:"services"`              // services the last render read
-	Error       string    `json:"error,omitempty"`       // the last failure, until an apply succeeds
-	Held        string    `json:"held,omitempty"`        // why a guard keeps the current file
-	HeldUntil   time.Time `json:"held_until,omitzero"`   // when a time-bounded hold ends
-	HeldBy      string    `json:"held_by,omitempty"`     // the guard
-	ParseError  string    `json:"parse_error,omitempty"` // the source file's latest edit does not parse
-	Drift       string    `json:"drift,omitempty"`       // haproxy's live servers differ from the file, and a live repair failed
+	Name         string    `json:"name"`
+	Source       string    `json:"source"`
+	Destination  string    `json:"destination"`
+	Revision     int64     `json:"revision"`               // the etcd revision the file reflects
+	LastChange   time.Time `json:"last_change,omitzero"`   // when the file last changed
+	LastApply    string    `json:"last_apply,omitempty"`   // how it went out: "file updated and reloaded", "live: 2 server changes ...", "reloaded: structure: ..."
+	Services     []string  `json:"services"`               // services the last render read
+	Error        string    `json:"error,omitempty"`        // the last failure, until an apply succeeds
+	FailingSince time.Time `json:"failing_since,omitzero"` // when the failures began
+	Held         string    `json:"held,omitempty"`         // why a guard keeps the current file
+	HeldUntil    time.Time `json:"held_until,omitzero"`    // when a time-bounded hold ends
+	HeldBy       string    `json:"held_by,omitempty"`      // the guard
+	ParseError   string    `json:"parse_error,omitempty"`  // the source file's latest edit does not parse
+	Drift        string    `json:"drift,omitempty"`        // haproxy's live servers differ from the file, and a live repair failed
 }
 
 // Status reports the target's state; safe for concurrent use.
@@ -498,7 +514,7 @@ func (t *Target) Status() TargetStatus {
 		st.Revision = t.applied.Rev
 	}
 	if t.lastErr != nil {
-		st.Error = t.lastErr.Error()
+		st.Error, st.FailingSince = t.lastErr.Error(), t.failingSince
 	}
 	if t.parseErr != nil {
 		st.ParseError = t.parseErr.Error()
@@ -557,6 +573,9 @@ func (t *Target) commit(p *planned, changed bool, how string) {
 // fail records a failed apply; the next apply renders again.
 func (t *Target) fail(err error) {
 	t.mu.Lock()
+	if t.lastErr == nil {
+		t.failingSince = time.Now()
+	}
 	t.lastErr = err
 	t.mu.Unlock()
 }
