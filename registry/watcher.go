@@ -50,10 +50,11 @@ type Watcher struct {
 	progress  time.Duration
 	afterSync func()
 
-	resyncs  prometheus.Counter
-	invalid  prometheus.Counter
-	events   prometheus.Counter
-	revision prometheus.Gauge
+	resyncs      prometheus.Counter
+	invalid      prometheus.Counter
+	events       prometheus.Counter
+	revision     prometheus.Gauge
+	storeChanges prometheus.Counter
 
 	// mu guards the fields below.
 	mu          sync.Mutex
@@ -61,6 +62,8 @@ type Watcher struct {
 	reported    map[string]string // key → last invalid-record error logged
 	lastContact time.Time         // etcd last answered the watch (event, progress or read)
 	etcdRev     int64             // the newest store revision etcd reported
+	cluster     uint64            // the cluster ID of the last full read
+	storeChange StoreChange       // the last time etcd turned out to be another store
 	scope       scope             // WatcherOptions.Services and Rescope
 }
 
@@ -87,6 +90,8 @@ func NewWatcher(opts WatcherOptions) *Watcher {
 			Help: "Watch events applied to the in-memory registry."}),
 		revision: f.NewGauge(prometheus.GaugeOpts{Name: "registry_revision",
 			Help: "etcd revision of the current in-memory registry."}),
+		storeChanges: f.NewCounter(prometheus.CounterOpts{Name: "registry_store_changes_total",
+			Help: "Times etcd turned out not to be the store the registry was read from (wiped, restored from a backup, replaced), each followed by a full read."}),
 	}
 	f.NewGaugeFunc(prometheus.GaugeOpts{Name: "registry_staleness_seconds",
 		Help: "Seconds since etcd last confirmed the in-memory registry is current (event, progress notification or read)."},
@@ -158,8 +163,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if errors.Is(err, ErrStoreChanged) {
+			continue // reported; read the new store at once
+		}
 		d := b.next()
-		w.log.Warn("registry watch interrupted; resyncing", "err", err, "retry_in", d)
+		w.log.Warn("registry watch interrupted; resyncing", "err", err, "retry_in", d.String())
 		select {
 		case <-ctx.Done():
 			return nil
@@ -171,9 +179,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 // session does one Get and follows it with a Watch until the watch fails.
 func (w *Watcher) session(ctx context.Context, b *backoff) error {
 	w.resyncs.Inc()
-	x, rev, err := w.read(ctx)
+	x, rev, cluster, vers, err := w.read(ctx)
 	if err != nil {
 		return err
+	}
+	if err := w.sameStore(rev, cluster); err != nil {
+		w.storeChanged(err)
 	}
 	w.publish(x.Snapshot(rev))
 	b.reset()
@@ -219,6 +230,10 @@ func (w *Watcher) session(ctx context.Context, b *backoff) error {
 				continue
 			}
 			for _, ev := range resp.Events {
+				if err := vers.fits(ev); err != nil {
+					w.storeChanged(err)
+					return err
+				}
 				w.apply(x, ev.Kv.Key, ev.Kv.Value, ev.Type == mvccpb.DELETE)
 			}
 			w.events.Add(float64(len(resp.Events)))
@@ -234,23 +249,23 @@ const readPage = 1000
 
 // read loads the whole registry (every range of w.ranges) at one revision
 // into a new Index.
-func (w *Watcher) read(ctx context.Context) (*schema.Index, int64, error) {
-	x := schema.NewIndex(w.keys)
-	rev := int64(0)
+// It also returns the cluster ID etcd answered with and the version of
+// every key read, to check the watch that follows against.
+func (w *Watcher) read(ctx context.Context) (x *schema.Index, rev int64, cluster uint64, vers versions, err error) {
+	x, vers = schema.NewIndex(w.keys), versions{}
 	for _, r := range w.ranges() {
-		var err error
-		if rev, err = w.readRange(ctx, x, r, rev); err != nil {
-			return nil, 0, err
+		if rev, cluster, err = w.readRange(ctx, x, vers, r, rev); err != nil {
+			return nil, 0, 0, nil, err
 		}
 	}
-	return x, rev, nil
+	return x, rev, cluster, vers, nil
 }
 
 // readRange loads one range into x at revision rev, or at the current one
 // when rev is 0, and returns the revision read. Pages after the first are
 // read at the first one's revision, so the result is one consistent
 // snapshot.
-func (w *Watcher) readRange(ctx context.Context, x *schema.Index, r keyRange, rev int64) (int64, error) {
+func (w *Watcher) readRange(ctx context.Context, x *schema.Index, vers versions, r keyRange, rev int64) (int64, uint64, error) {
 	root, end := r.from, r.end
 	from := root
 	for {
@@ -262,7 +277,7 @@ func (w *Watcher) readRange(ctx context.Context, x *schema.Index, r keyRange, re
 		resp, err := w.cli.Get(gctx, from, opts...)
 		cancel()
 		if err != nil {
-			return 0, fmt.Errorf("get %s: %w", root, err)
+			return 0, 0, fmt.Errorf("get %s: %w", root, err)
 		}
 		if rev == 0 {
 			rev = resp.Header.Revision
@@ -270,9 +285,10 @@ func (w *Watcher) readRange(ctx context.Context, x *schema.Index, r keyRange, re
 		}
 		for _, kv := range resp.Kvs {
 			w.apply(x, kv.Key, kv.Value, false)
+			vers[keyHash(kv.Key)] = kv.Version
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
-			return rev, nil
+			return rev, resp.Header.ClusterId, nil
 		}
 		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
@@ -308,7 +324,7 @@ func (w *Watcher) forget(k string) {
 // Snapshot reads the registry once, at one revision, without watching: for
 // one-shot renders and queries. Invalid entries are skipped and logged.
 func (w *Watcher) Snapshot(ctx context.Context) (*schema.Snapshot, error) {
-	x, rev, err := w.read(ctx)
+	x, rev, _, _, err := w.read(ctx)
 	if err != nil {
 		return nil, err
 	}
