@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -28,9 +29,11 @@ import (
 //     never saw, or changed from another version than the one it saw,
 //     comes from another history.
 //
-// A watch silent for three progress intervals is resynced anyway (stall
-// detection), so a store that stays below the old revision is found by
-// the first sign within that bound.
+// A watch that does not answer a progress request within a second (or
+// half the progress interval) is checked with a one-key read for the
+// first two signs, so a store that stays below the old revision is found
+// within about one progress interval; a watch silent for three intervals
+// is resynced anyway (stall detection).
 var ErrStoreChanged = errors.New("registry: etcd is not the store the registry was read from (wiped, restored from a backup, or replaced)")
 
 type storeChangedError struct{ detail string }
@@ -65,6 +68,28 @@ func (w *Watcher) sameStore(rev int64, cluster uint64) error {
 		return &storeChangedError{fmt.Sprintf("cluster ID %x, was %x", cluster, prev)}
 	case w.current != nil && rev < w.current.Rev:
 		return &storeChangedError{fmt.Sprintf("revision %d, lower than the registry's %d", rev, w.current.Rev)}
+	}
+	return nil
+}
+
+// probeStore reads one key, for the revision and cluster ID etcd answers
+// with: a revision below rev, the newest the registry applied, or another
+// cluster means another store. An unreachable etcd is not a store change.
+func (w *Watcher) probeStore(ctx context.Context, rev int64) error {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	resp, err := w.cli.Get(ctx, w.keys.Root(), etcd.WithCountOnly())
+	if err != nil {
+		return nil
+	}
+	w.mu.Lock()
+	cluster := w.cluster
+	w.mu.Unlock()
+	switch {
+	case cluster != 0 && resp.Header.ClusterId != cluster:
+		return &storeChangedError{fmt.Sprintf("cluster ID %x, was %x", resp.Header.ClusterId, cluster)}
+	case resp.Header.Revision < rev:
+		return &storeChangedError{fmt.Sprintf("revision %d, lower than the registry's %d, and the watch silent", resp.Header.Revision, rev)}
 	}
 	return nil
 }

@@ -197,11 +197,26 @@ func (w *Watcher) session(ctx context.Context, b *backoff) error {
 	defer stopWatch()
 	tick := time.NewTicker(w.progress)
 	defer tick.Stop()
+	// probe fires a moment after a progress request; if etcd has not
+	// answered it by then, a cheap read checks that it is still the same
+	// store (a watch resumed on a wiped one is silent, see ErrStoreChanged).
+	probe := time.NewTimer(time.Hour)
+	probe.Stop()
+	defer probe.Stop()
 	quiet := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-probe.C:
+			if quiet == 0 {
+				continue // answered meanwhile
+			}
+			if err := w.probeStore(wctx, rev); err != nil {
+				w.storeChanged(err)
+				return err
+			}
+			continue
 		case <-tick.C:
 			// Ask for a progress notification: it proves the watch is
 			// current even when nothing changes.
@@ -213,6 +228,7 @@ func (w *Watcher) session(ctx context.Context, b *backoff) error {
 			pctx, cancel := context.WithTimeout(wctx, w.progress)
 			w.cli.RequestProgress(pctx)
 			cancel()
+			probe.Reset(min(time.Second, w.progress/2))
 			continue
 		case resp, ok := <-wch:
 			if !ok {

@@ -138,22 +138,26 @@ func (g Guards) evaluate(in guardInput) (h *hold, expired bool) {
 			}
 			continue
 		}
-		base := in.baseline.Service(name)
-		removed := missing(base, after)
+		// Judged against the baseline and against the file now: a service
+		// that appeared after the baseline was taken still counts.
+		removed, of := worstRemoval(in.baseline.Service(name), cur, after)
 		templateRemoved += removed
-		if g.MaxRemovedFraction > 0 && removed > 0 && float64(removed) > g.MaxRemovedFraction*float64(count(base)) {
+		if g.MaxRemovedFraction > 0 && removed > 0 && float64(removed) > g.MaxRemovedFraction*float64(of) {
 			if !bounded {
 				expired = true
 				continue
 			}
 			keep[name] = true
 			if reasons[1] == "" {
-				reasons[1] = fmt.Sprintf("service %s would lose %d of %d instances within %s (more than %.0f%%)", name, removed, count(base), g.hold(), 100*g.MaxRemovedFraction)
+				reasons[1] = fmt.Sprintf("service %s would lose %d of %d instances within %s (more than %.0f%%)", name, removed, of, g.hold(), 100*g.MaxRemovedFraction)
 			}
 		}
 	}
 	if g.MassExpiryFraction > 0 && templateRemoved > 0 {
 		lost, before := fleetRemoved(in.baseline, in.snap)
+		if l, b := fleetRemoved(in.applied, in.snap); b > 0 && (before == 0 || float64(l)/float64(b) > float64(lost)/float64(before)) {
+			lost, before = l, b
+		}
 		if before > 0 && float64(lost) > g.MassExpiryFraction*float64(before) {
 			if bounded {
 				for _, name := range in.names {
@@ -217,6 +221,16 @@ func missing(before, after *schema.Service) int {
 		}
 	}
 	return n
+}
+
+// worstRemoval returns how many instances after lacks of base and of cur,
+// whichever is the larger share, and of how many.
+func worstRemoval(base, cur, after *schema.Service) (removed, of int) {
+	removed, of = missing(base, after), count(base)
+	if r, n := missing(cur, after), count(cur); n > 0 && (of == 0 || float64(r)/float64(n) > float64(removed)/float64(of)) {
+		removed, of = r, n
+	}
+	return removed, of
 }
 
 // restore returns after with the instances of cur it lacks put back, in

@@ -172,3 +172,31 @@ func TestGuardDefaultsDescribed(t *testing.T) {
 		t.Errorf("DefaultGuards() = %+v, want self-preservation on", g)
 	}
 }
+
+// TestGuardServiceNewerThanBaseline: the templater starts before web
+// registers (its baseline has no web), web registers, and within the hold
+// window every web instance vanishes (a wiped etcd, say). Judged only
+// against the baseline nothing would be removed; judged against the file,
+// everything is.
+func TestGuardServiceNewerThanBaseline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newMemSource(t, nil)
+		tg := mkTarget(t, "site", webTmpl, render.TargetConfig{Guards: render.DefaultGuards()}, render.Options{})
+		startRunner(t, render.RunnerOptions{Source: src, Targets: []*render.Target{tg}})
+		synctest.Wait()
+		src.change(t, fleet(3, "web"))
+		synctest.Wait()
+		if got := strings.Count(readFile(t, tg.Destination()), "server "); got != 3 {
+			t.Fatalf("servers = %d, want 3", got)
+		}
+		time.Sleep(10 * time.Second)
+		src.change(t, nil, instKeys("web", 1, 2, 3)...)
+		synctest.Wait()
+		if got := strings.Count(readFile(t, tg.Destination()), "server "); got != 3 {
+			t.Errorf("servers after web vanished = %d, want 3 held", got)
+		}
+		if st := tg.Status(); st.HeldBy != render.GuardRemoved {
+			t.Errorf("Status() held by %q: %q, want %s", st.HeldBy, st.Held, render.GuardRemoved)
+		}
+	})
+}

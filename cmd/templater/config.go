@@ -31,10 +31,7 @@ func loadConfig(path string) (Config, *yamlconf.Doc, error) {
 	if err != nil {
 		return cfg, doc, err
 	}
-	base, err := filepath.Abs(filepath.Dir(path))
-	if err != nil {
-		return cfg, doc, err
-	}
+	base := filepath.Dir(path)
 	for i := range cfg.Templates {
 		t := &cfg.Templates[i]
 		defaultGuards(doc, fmt.Sprintf("templates[%d].guards", i), &t.Guards)
@@ -137,6 +134,9 @@ func (c *Config) Validate(doc *yamlconf.Doc) error {
 // resolvePath returns the file path names once symlinks are followed; for
 // a file that does not exist yet, its directory's.
 func resolvePath(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
 	if r, err := filepath.EvalSymlinks(path); err == nil {
 		return r
 	}
