@@ -62,7 +62,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				Usage: "put a service or one instance in maintenance, or take it out",
 				Subcommands: []*cli.Command{
 					{Name: "enable", ArgsUsage: "SERVICE[/ID]", Usage: "stop routing to it (survives registrar restarts)",
-						Flags: etcdFlags(&cli.StringFlag{Name: "reason", Usage: "why, shown by ls and in records' views"}), Action: cmdMaint(true)},
+						Flags: etcdFlags(&cli.StringFlag{Name: "reason", Usage: "why, shown by ls and in records' views"},
+							&cli.BoolFlag{Name: "force", Usage: "even for a service or instance nobody registered, or the last routable instance of a service"}),
+						Action: cmdMaint(true)},
 					{Name: "disable", ArgsUsage: "SERVICE[/ID]", Usage: "route to it again", Flags: etcdFlags(), Action: cmdMaint(false)},
 				},
 			},
