@@ -14,8 +14,8 @@ import (
 // `registrar maint enable web --reason "disk swap"`. Arguments after "--"
 // are left alone.
 func InterspersedArgs(app *cli.App, args []string) []string {
-	if len(args) == 0 {
-		return args
+	if len(args) == 0 || args[len(args)-1] == completionFlag {
+		return args // a completion request: the flag must stay last
 	}
 	out := []string{args[0]}
 	cmds, flags := app.Commands, app.Flags

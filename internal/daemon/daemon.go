@@ -54,7 +54,7 @@ func env(app, name string) []string {
 // prefix ("REGISTRAR" or "TEMPLATER"); REWIRE_* variables work for both.
 func EtcdFlags(app string) []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: FlagEtcd, EnvVars: env(app, FlagEtcd), Usage: `etcd endpoints, comma-separated, or "embedded" for an in-process etcd`},
+		&cli.StringFlag{Name: FlagEtcd, EnvVars: env(app, FlagEtcd), DefaultText: defaultEmbeddedAddr, Usage: `etcd endpoints, comma-separated, or "embedded" for an in-process etcd`},
 		&cli.StringFlag{Name: FlagPrefix, EnvVars: env(app, FlagPrefix), Usage: "key prefix of the registry (default /rewire)"},
 		&cli.StringFlag{Name: FlagCACert, EnvVars: env(app, FlagCACert), Usage: "CA certificate file for etcd TLS"},
 		&cli.StringFlag{Name: FlagCert, EnvVars: env(app, FlagCert), Usage: "client certificate file for etcd TLS"},
