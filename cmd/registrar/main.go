@@ -39,8 +39,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Writer:         stdout,
 		ErrWriter:      stderr,
 		ExitErrHandler: func(*cli.Context, error) {},
-		Version:              daemon.Version(),
-		EnableBashCompletion: true,
 		Commands: []*cli.Command{
 			{
 				Name:      "run",
@@ -97,6 +95,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			daemon.CompletionCommand("registrar"),
 		},
 	}
+	app.Version, app.EnableBashCompletion = daemon.Version(), true
 	if err := app.RunContext(ctx, daemon.InterspersedArgs(app, args)); err != nil {
 		if msg := err.Error(); msg != "" {
 			fmt.Fprintf(stderr, "registrar: %s\n", msg)
