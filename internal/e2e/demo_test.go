@@ -24,10 +24,20 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := start(t, bins.demo, "--dir", filepath.Join(t.TempDir(), "demo-run"), "--bin", bins.dir,
+	dir := filepath.Join(t.TempDir(), "demo-run")
+	p := start(t, bins.demo, "--dir", dir, "--bin", bins.dir,
 		"--example", example, "--flap", "1500ms", "--duration", "9s")
 	waitFor(t, 30*time.Second, "demo started", func() bool { return strings.Contains(p.out.String(), "Ctrl-C stops everything") })
 	out := p.out.String()
+	// The banner's commands work: status finds the templater from its
+	// config file.
+	if !strings.Contains(out, "bin/templater status -c "+filepath.Join(dir, "templater.yaml")) {
+		t.Errorf("the banner does not show how to ask the templater for its status:\n%s", out)
+	}
+	status, err := exec.Command(bins.templater, "status", "-c", filepath.Join(dir, "templater.yaml")).CombinedOutput()
+	if err != nil || !strings.Contains(string(status), "haproxy") {
+		t.Errorf("templater status -c demo-run/templater.yaml: %v\n%s", err, status)
+	}
 	if _, err := exec.LookPath("haproxy"); err == nil {
 		m := regexp.MustCompile(`curl (http://\S+/web/)`).FindStringSubmatch(out)
 		if m == nil {
