@@ -163,7 +163,7 @@ func (s *summary) report() {
 		})
 		fmt.Fprintf(s.out, "SKIPPED (%d):\n", len(s.skipped))
 		for _, sk := range s.skipped {
-			why := strings.Join(sk.reason, " / ")
+			why := joinReason(sk.reason)
 			if why == "" {
 				why = "(no reason given)"
 			}
@@ -178,4 +178,22 @@ func (s *summary) report() {
 	}
 	fmt.Fprintf(s.out, "tests: %d passed, %d failed, %d skipped in %s\n",
 		s.passed, len(s.failed), len(s.skipped), time.Since(s.start).Round(time.Second))
+}
+
+// joinReason puts a skip's lines on one line: "file.go:12: text", with
+// " / " between lines, except after a bare "file.go:12:" (a message that
+// starts with a newline, as the loud skips do).
+func joinReason(lines []string) string {
+	var b strings.Builder
+	for i, l := range lines {
+		switch {
+		case i == 0:
+		case strings.HasSuffix(lines[i-1], ":"):
+			b.WriteString(" ")
+		default:
+			b.WriteString(" / ")
+		}
+		b.WriteString(l)
+	}
+	return b.String()
 }

@@ -25,3 +25,5 @@ func TestFailsOnRequest(t *testing.T) {
 	t.Run("inner", func(t *testing.T) { t.Error("inner went wrong") })
 	t.Error("outer went wrong")
 }
+
+func TestSkipsLoudly(t *testing.T) { t.Skip("\n\n*** SKIPPING: etcd is not installed ***\n\n") }
