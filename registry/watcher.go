@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -29,6 +30,14 @@ type WatcherOptions struct {
 	// AfterSync, if set, is called after each full read is published (the
 	// first one and every resync), from Run's goroutine.
 	AfterSync func()
+	// Services, when not empty, scopes the Watcher to these services'
+	// instances plus every maintenance and expect key, instead of the whole
+	// prefix: what a registrar reads, under an etcd role that allows only
+	// that. Free-form keys and other services are then absent. The first
+	// read is one revision; afterwards each range's changes arrive in order
+	// but different ranges' may interleave, and Current().Rev is the
+	// newest revision applied.
+	Services []string
 }
 
 // Watcher keeps a schema.Snapshot of the registry current. Run does the
@@ -40,6 +49,7 @@ type Watcher struct {
 	updates   chan struct{}
 	progress  time.Duration
 	afterSync func()
+	services  []string
 
 	resyncs  prometheus.Counter
 	invalid  prometheus.Counter
@@ -63,6 +73,7 @@ func NewWatcher(opts WatcherOptions) *Watcher {
 	w := &Watcher{
 		progress:  opts.ProgressInterval,
 		afterSync: opts.AfterSync,
+		services:  slices.Clone(opts.Services),
 		cli:       opts.Client,
 		keys:      opts.Keys,
 		log:       logger(opts.Logger).With("component", "registry.watcher"),
@@ -171,7 +182,8 @@ func (w *Watcher) session(ctx context.Context, b *backoff) error {
 	}
 	wctx, cancel := context.WithCancel(etcd.WithRequireLeader(ctx))
 	defer cancel()
-	wch := w.cli.Watch(wctx, w.keys.Root(), etcd.WithPrefix(), etcd.WithRev(rev+1), etcd.WithProgressNotify())
+	wch, stopWatch := w.watch(wctx, rev+1)
+	defer stopWatch()
 	tick := time.NewTicker(w.progress)
 	defer tick.Stop()
 	quiet := 0
@@ -210,7 +222,7 @@ func (w *Watcher) session(ctx context.Context, b *backoff) error {
 				w.apply(x, ev.Kv.Key, ev.Kv.Value, ev.Type == mvccpb.DELETE)
 			}
 			w.events.Add(float64(len(resp.Events)))
-			rev = resp.Events[len(resp.Events)-1].Kv.ModRevision
+			rev = max(rev, resp.Events[len(resp.Events)-1].Kv.ModRevision)
 			w.publish(x.Snapshot(rev))
 		}
 	}
@@ -220,14 +232,27 @@ func (w *Watcher) session(ctx context.Context, b *backoff) error {
 // keeps the memory peak of a large registry's first read low.
 const readPage = 1000
 
-// read loads the whole registry at one revision into a new Index. Pages
-// after the first are read at the first one's revision, so the result is
-// one consistent snapshot.
+// read loads the whole registry (every range of w.ranges) at one revision
+// into a new Index.
 func (w *Watcher) read(ctx context.Context) (*schema.Index, int64, error) {
 	x := schema.NewIndex(w.keys)
-	root := w.keys.Root()
-	end := etcd.GetPrefixRangeEnd(root)
-	from, rev := root, int64(0)
+	rev := int64(0)
+	for _, r := range w.ranges() {
+		var err error
+		if rev, err = w.readRange(ctx, x, r, rev); err != nil {
+			return nil, 0, err
+		}
+	}
+	return x, rev, nil
+}
+
+// readRange loads one range into x at revision rev, or at the current one
+// when rev is 0, and returns the revision read. Pages after the first are
+// read at the first one's revision, so the result is one consistent
+// snapshot.
+func (w *Watcher) readRange(ctx context.Context, x *schema.Index, r keyRange, rev int64) (int64, error) {
+	root, end := r.from, r.end
+	from := root
 	for {
 		opts := []etcd.OpOption{etcd.WithRange(end), etcd.WithLimit(readPage)}
 		if rev != 0 {
@@ -237,7 +262,7 @@ func (w *Watcher) read(ctx context.Context) (*schema.Index, int64, error) {
 		resp, err := w.cli.Get(gctx, from, opts...)
 		cancel()
 		if err != nil {
-			return nil, 0, fmt.Errorf("get %s: %w", root, err)
+			return 0, fmt.Errorf("get %s: %w", root, err)
 		}
 		if rev == 0 {
 			rev = resp.Header.Revision
@@ -247,7 +272,7 @@ func (w *Watcher) read(ctx context.Context) (*schema.Index, int64, error) {
 			w.apply(x, kv.Key, kv.Value, false)
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
-			return x, rev, nil
+			return rev, nil
 		}
 		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
