@@ -120,3 +120,25 @@ func TestWatcherScopedResyncsAfterCompactedWatch(t *testing.T) {
 		return web != nil && len(web.Instances) == 1 && web.Maintenance != nil
 	})
 }
+
+// TestWatcherRescope changes a running Watcher's scope: it reads the new
+// services, drops the old ones, and follows the new ranges.
+func TestWatcherRescope(t *testing.T) {
+	e := startEtcd(t)
+	cli := e.Client(t)
+	putRev(t, cli, testKeys.Instance("web", "web-1"), mustMarshal(t, testInstance("web", "web-1")))
+	rev := putRev(t, cli, testKeys.Instance("api", "api-1"), mustMarshal(t, testInstance("api", "api-1")))
+	w := NewWatcher(WatcherOptions{Client: cli, Keys: testKeys, Services: []string{"web"}})
+	runInBackground(t, w.Run)
+	if s := atRev(t, w, rev); !slices.Equal(s.ServiceNames(), []string{"web"}) {
+		t.Fatalf("scoped to web: %s", describe(s))
+	}
+	w.Rescope([]string{"api"})
+	waitSnapshot(t, w, "only api", func(s *schema.Snapshot) bool { return slices.Equal(s.ServiceNames(), []string{"api"}) })
+	putRev(t, cli, testKeys.Instance("web", "web-2"), mustMarshal(t, testInstance("web", "web-2")))
+	rev = putRev(t, cli, testKeys.Instance("api", "api-2"), mustMarshal(t, testInstance("api", "api-2")))
+	s := atRev(t, w, rev)
+	if !slices.Equal(s.ServiceNames(), []string{"api"}) || !slices.Equal(instanceIDs(s, "api"), []string{"api-1", "api-2"}) {
+		t.Errorf("after rescope and puts: %s, want only api [api-1 api-2]", describe(s))
+	}
+}

@@ -49,7 +49,6 @@ type Watcher struct {
 	updates   chan struct{}
 	progress  time.Duration
 	afterSync func()
-	services  []string
 
 	resyncs  prometheus.Counter
 	invalid  prometheus.Counter
@@ -62,6 +61,7 @@ type Watcher struct {
 	reported    map[string]string // key → last invalid-record error logged
 	lastContact time.Time         // etcd last answered the watch (event, progress or read)
 	etcdRev     int64             // the newest store revision etcd reported
+	scope       scope             // WatcherOptions.Services and Rescope
 }
 
 // NewWatcher returns a Watcher; call Run to start it.
@@ -73,7 +73,7 @@ func NewWatcher(opts WatcherOptions) *Watcher {
 	w := &Watcher{
 		progress:  opts.ProgressInterval,
 		afterSync: opts.AfterSync,
-		services:  slices.Clone(opts.Services),
+		scope:     scope{services: slices.Clone(opts.Services)},
 		cli:       opts.Client,
 		keys:      opts.Keys,
 		log:       logger(opts.Logger).With("component", "registry.watcher"),
