@@ -62,6 +62,7 @@ type Watcher struct {
 	lastContact time.Time         // etcd last answered the watch (event, progress or read)
 	etcdRev     int64             // the newest store revision etcd reported
 	scope       scope             // WatcherOptions.Services and Rescope
+	denied      denials           // the last read's permission error
 }
 
 // NewWatcher returns a Watcher; call Run to start it.
@@ -91,6 +92,8 @@ func NewWatcher(opts WatcherOptions) *Watcher {
 	f.NewGaugeFunc(prometheus.GaugeOpts{Name: "registry_staleness_seconds",
 		Help: "Seconds since etcd last confirmed the in-memory registry is current (event, progress notification or read)."},
 		func() float64 { return w.Staleness().Seconds() })
+	w.denied = denials{log: w.log, gauge: f.NewGauge(prometheus.GaugeOpts{Name: "registry_permission_denied",
+		Help: "1 while etcd refuses the registry read for lack of permission (the error names the key)."})}
 	return w
 }
 
@@ -159,7 +162,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			return nil
 		}
 		d := b.next()
-		w.log.Warn("registry watch interrupted; resyncing", "err", err, "retry_in", d)
+		w.interrupted(err, d)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -176,6 +179,7 @@ func (w *Watcher) session(ctx context.Context, b *backoff) error {
 		return err
 	}
 	w.publish(x.Snapshot(rev))
+	w.denied.reset()
 	b.reset()
 	if w.afterSync != nil {
 		w.afterSync()
@@ -262,7 +266,7 @@ func (w *Watcher) readRange(ctx context.Context, x *schema.Index, r keyRange, re
 		resp, err := w.cli.Get(gctx, from, opts...)
 		cancel()
 		if err != nil {
-			return 0, fmt.Errorf("get %s: %w", root, err)
+			return 0, deniedRead(root, err)
 		}
 		if rev == 0 {
 			rev = resp.Header.Revision
