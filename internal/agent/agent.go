@@ -82,7 +82,8 @@ func New(cfg Config, opts Options) *Agent {
 			Client: opts.Client, Keys: keys, TTL: cfg.LeaseTTL, WriteInterval: cfg.WriteInterval,
 			Logger: log, Registerer: opts.Registerer,
 		}),
-		watch: registry.NewWatcher(registry.WatcherOptions{Client: opts.Client, Keys: keys, Logger: log, Registerer: opts.Registerer}),
+		watch: registry.NewWatcher(registry.WatcherOptions{Client: opts.Client, Keys: keys, Logger: log, Registerer: opts.Registerer,
+			Services: cfg.readScope()}),
 		metrics: metrics{
 			checks: f.NewCounterVec(prometheus.CounterOpts{Name: "registrar_checks_total",
 				Help: "Health check probes run, by service and raw result."}, []string{"service", "status"}),
@@ -99,6 +100,20 @@ func New(cfg Config, opts Options) *Agent {
 }
 
 func instanceKey(s ServiceConfig) string { return s.Name + "/" + s.ID }
+
+// readScope is every service the registrar reads: its own (to notice a
+// record deleted under it) and those they depend on (for deep health),
+// sorted. With maintenance and expectations, that is all it needs to read,
+// so an etcd role granting only that suffices.
+func (c Config) readScope() []string {
+	var out []string
+	for _, s := range c.Services {
+		out = append(out, s.Name)
+		out = append(out, s.DependsOn...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
 
 // Run registers every configured instance and keeps them current until
 // ctx ends; it then stops the checks and revokes the lease, which
@@ -196,6 +211,7 @@ func (a *Agent) apply(ctx context.Context, cfg Config) {
 	for _, s := range cfg.Services {
 		want[instanceKey(s)] = s
 	}
+	a.watch.Rescope(cfg.readScope())
 	a.mu.Lock()
 	old := a.cfg
 	a.cfg = cfg
