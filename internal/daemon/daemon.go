@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rewire/rewire/internal/clip"
 	"github.com/rewire/rewire/registry"
 	"github.com/urfave/cli/v2"
 	etcd "go.etcd.io/etcd/client/v3"
@@ -106,7 +107,9 @@ func Logger(w io.Writer, level string) (*slog.Logger, error) {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
-	opts := &slog.HandlerOptions{Level: l}
+	// Every value is bounded: records and check outputs come from other
+	// machines, and one huge field must not flood the log.
+	opts := &slog.HandlerOptions{Level: l, ReplaceAttr: clip.ReplaceAttr}
 	if f, ok := w.(*os.File); ok && isTerminal(f) {
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
