@@ -42,6 +42,7 @@ type Agent struct {
 	cli     *etcd.Client
 	keys    schema.Keys
 	node    string
+	token   string // local API writes over TCP; "" refuses them
 	log     *slog.Logger
 	reg     *registry.Registrar
 	watch   *registry.Watcher
@@ -75,7 +76,7 @@ func New(cfg Config, opts Options) *Agent {
 	f := promauto.With(opts.Registerer)
 	keys := cfg.Etcd.Keys()
 	return &Agent{
-		cli: opts.Client, keys: keys, node: cfg.Node, log: log, cfg: cfg,
+		cli: opts.Client, keys: keys, node: cfg.Node, token: cfg.apiToken, log: log, cfg: cfg,
 		instances: map[string]*running{},
 		reloads:   make(chan reloadReq),
 		reg: registry.NewRegistrar(registry.RegistrarOptions{
@@ -251,8 +252,9 @@ func (a *Agent) apply(ctx context.Context, cfg Config) {
 		a.reg.Remove(cfg.Name, cfg.ID)
 		a.log.Info("instance removed from config; deregistered", "service", cfg.Name, "instance_id", cfg.ID)
 	}
-	if old.LeaseTTL != cfg.LeaseTTL || !reflect.DeepEqual(old.Etcd, cfg.Etcd) || old.Listen != cfg.Listen || old.Node != cfg.Node || old.WriteInterval != cfg.WriteInterval {
-		a.log.Warn("etcd, lease_ttl, listen, node and write_interval changes take effect only after a restart")
+	if old.LeaseTTL != cfg.LeaseTTL || !reflect.DeepEqual(old.Etcd, cfg.Etcd) || old.Listen != cfg.Listen || old.Node != cfg.Node || old.WriteInterval != cfg.WriteInterval ||
+		old.APISocket != cfg.APISocket || old.APISocketMode != cfg.APISocketMode || old.APISocketGroup != cfg.APISocketGroup || old.apiToken != cfg.apiToken {
+		a.log.Warn("etcd, lease_ttl, listen, node, write_interval and api_* changes take effect only after a restart")
 	}
 }
 
@@ -353,4 +355,11 @@ func (m metrics) onProbe(service string) func(string, health.Result, time.Durati
 		m.checks.WithLabelValues(service, string(r.Status)).Inc()
 		m.checkDuration.WithLabelValues(service).Observe(d.Seconds())
 	}
+}
+
+// Healthy returns why the registrar cannot do its job, or nil: etcd
+// refusing its writes or reads for lack of permission (each error names
+// the operation and key). For /healthz.
+func (a *Agent) Healthy() error {
+	return errors.Join(a.reg.Denied(), a.watch.Denied())
 }
