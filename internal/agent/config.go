@@ -185,6 +185,12 @@ func (c *Config) Validate(doc *yamlconf.Doc) error {
 		}
 		names := map[string]bool{}
 		for j, ch := range s.Checks {
+			// Like the templater's paths: a command path with a slash is
+			// relative to this file, not to the working directory; a bare
+			// name is looked up in PATH.
+			if len(ch.Exec) > 0 && strings.Contains(ch.Exec[0], "/") && !filepath.IsAbs(ch.Exec[0]) {
+				ch.Exec[0] = filepath.Join(filepath.Dir(doc.File), ch.Exec[0])
+			}
 			cp := fmt.Sprintf("%s.checks[%d]", p, j)
 			for _, err := range ch.validate() {
 				bad(cp+"."+err.field, err.err)
