@@ -104,7 +104,7 @@ type checkState struct {
 	// startLogged: the check's command could not be started, and that
 	// was logged; cleared once it starts again.
 	startLogged bool
-	streak int  // consecutive results in direction
+	streak      int // consecutive results in direction
 	// direction is +1 while results are better than Status, -1 while they
 	// are worse, 0 while they equal it.
 	direction int
