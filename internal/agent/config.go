@@ -98,18 +98,19 @@ func LoadConfig(path string) (Config, error) {
 
 func loadConfig(path string) (Config, *yamlconf.Doc, error) {
 	cfg := DefaultConfig
-	doc, err := yamlconf.Load(path, &cfg)
-	if err != nil {
-		return cfg, doc, err
+	doc, decodeErr := yamlconf.Load(path, &cfg)
+	if decodeErr != nil && !doc.Parsed() {
+		return cfg, doc, decodeErr
 	}
+	// Validate what decoded too: every problem of the file at once.
 	if cfg.Node == "" {
 		h, err := os.Hostname()
 		if err != nil {
-			return cfg, doc, doc.Errorf("node", "not set and the hostname is unknown: %v", err)
+			return cfg, doc, doc.Merge(decodeErr, doc.Errorf("node", "not set and the hostname is unknown: %v", err))
 		}
 		cfg.Node = strings.ToLower(h)
 	}
-	return cfg, doc, cfg.Validate(doc)
+	return cfg, doc, doc.Merge(decodeErr, cfg.Validate(doc))
 }
 
 // Validate checks everything that can be checked before connecting,

@@ -78,6 +78,14 @@ func TestBadConfigs(t *testing.T) {
 		{file: "ttl-too-short.bad.yaml", want: []wantErr{
 			{line: 8, field: "services[0].checks[0].ttl", text: "500ms is too short: use 1s or more"},
 		}},
+		// Decode and validation errors together, each at its own line, and in
+		// a flow mapping at the field that is wrong, not the first one.
+		{file: "four-errors.bad.yaml", want: []wantErr{
+			{line: 4, field: "services[0].port", text: "70000 out of range 1-65535"},
+			{line: 6, field: "services[0].checks[0].interval", text: `cannot use str "2x" here: want a duration`},
+			{line: 7, field: "services[0].checks[1].exec", text: "empty command"},
+			{line: 10, field: "services[1].tgas", text: `unknown field "tgas"`},
+		}},
 		{file: "listen-all.bad.yaml", want: []wantErr{
 			{line: 3, field: "listen", text: `":9701" binds every interface: the registrar would be reachable from the network; use 127.0.0.1 or [::1], or set listen_non_loopback: true`},
 			{line: 4, field: "api_socket_mode", text: "0666 lets every local user write to the API"},
