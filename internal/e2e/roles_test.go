@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -117,9 +118,15 @@ func TestLeastPrivilegeRoles(t *testing.T) {
 	defer appSrv.Close()
 	app := appSrv.URL
 	webListen, dbListen := freeAddr(t), freeAddr(t)
+	const token = "local-api-token-0123456789"
+	tokenFile := writeFile(t, filepath.Join(l.dir, "api.token"), token)
+	if err := os.Chmod(tokenFile, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	webCfg := writeFile(t, filepath.Join(l.dir, "web.yaml"), fmt.Sprintf(`node: vm1
 lease_ttl: 2s
 listen: %s
+api_token_file: api.token
 services:
   - {name: web, id: web-1, address: 127.0.0.1, port: 8080, depends_on: [db],
      checks: [{name: alive, http: %q, interval: 100ms}]}
@@ -189,7 +196,27 @@ services:
 		h, _ := record(t, cli, "/rw/services/web/web-1")["health"].(map[string]any)
 		return h != nil && h["deep"] == "critical"
 	})
-	if out := web.out.String(); strings.Contains(out, "permission denied") {
-		t.Errorf("reg-web logged a permission error:\n%s", out)
+
+	// Through the local API, reg-web's role lets it put its own instance
+	// in maintenance.
+	req, _ := http.NewRequest("PUT", "http://"+webListen+"/v1/maintenance/web", strings.NewReader(`{"reason":"deploy"}`))
+	req.Header.Set("Authorization", "Bearer "+token)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("PUT /v1/maintenance/web = %v %v, want 200", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if len(get(t, cli, "/rw/maintenance/web/web-1").Kvs) != 1 {
+		t.Errorf("no maintenance entry for web-1 after the local API call")
+	}
+
+	// SIGTERM: the lease is revoked with the role's write permission.
+	web.signal(t, syscall.SIGTERM)
+	if code := web.wait(t, 20*time.Second); code != 0 {
+		t.Errorf("reg-web exit code %d, want 0", code)
+	}
+	out := web.out.String()
+	if strings.Contains(out, "permission denied") || !strings.Contains(out, "deregistered: lease revoked") {
+		t.Errorf("reg-web logged a permission error or did not revoke its lease:\n%s", out)
 	}
 }
