@@ -122,6 +122,10 @@ type Exec struct {
 	Dir  string
 }
 
+// cannotStart begins the output of an Exec check whose command could not
+// be started; Monitor logs it.
+const cannotStart = "cannot start: "
+
 // Check runs the command once.
 func (e Exec) Check(ctx context.Context) Result {
 	if len(e.Argv) == 0 {
@@ -131,12 +135,14 @@ func (e Exec) Check(ctx context.Context) Result {
 	cmd, out := proc.Command(ctx, e.Argv, maxRead, execWaitDelay)
 	cmd.Dir = e.Dir
 
-	err := cmd.Run()
+	// proc.Run kills whatever the command left in its process group when
+	// it exits: a check that forks `sleep 1000 &` leaves nothing behind.
+	err := proc.Run(cmd)
+	if cmd.ProcessState == nil { // it never started
+		return Result{Status: Critical, Output: CleanOutput(cannotStart + err.Error())}
+	}
 	if err != nil && ctx.Err() != nil {
 		return Result{Status: Critical, Output: ctxText(ctx, start)}
-	}
-	if cmd.ProcessState == nil { // it never started
-		return Result{Status: Critical, Output: CleanOutput(err.Error())}
 	}
 	// A command that exited but left a grandchild holding the pipe gets
 	// ErrWaitDelay; its exit status still counts.

@@ -171,7 +171,7 @@ func TestExec(t *testing.T) {
 		{
 			name:  "not found",
 			check: Exec{Argv: []string{"/nonexistent/health-check"}},
-			want:  Result{Critical, "fork/exec /nonexistent/health-check: no such file or directory"},
+			want:  Result{Critical, "cannot start: fork/exec /nonexistent/health-check: no such file or directory"},
 		},
 		{
 			name:    "timeout",

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 )
@@ -100,7 +101,10 @@ type Monitor struct {
 type checkState struct {
 	CheckState
 	probed bool // a real result has been recorded
-	streak int  // consecutive results in direction
+	// startLogged: the check's command could not be started, and that
+	// was logged; cleared once it starts again.
+	startLogged bool
+	streak      int // consecutive results in direction
 	// direction is +1 while results are better than Status, -1 while they
 	// are worse, 0 while they equal it.
 	direction int
@@ -215,6 +219,9 @@ func (m *Monitor) probe(ctx context.Context, i int) {
 		r = Result{Status: Critical, Output: CleanOutput(fmt.Sprintf("invalid status %q: %s", r.Status, r.Output))}
 	}
 	m.logger.Debug("check result", "check", c.Name, "status", r.Status, "output", r.Output)
+	if m.firstStartFailure(i, r) {
+		m.logger.Warn("check command cannot start; the check stays critical until it can", "check", c.Name, "err", r.Output)
+	}
 	if m.onProbe != nil {
 		m.onProbe(c.Name, r, took)
 	}
@@ -229,6 +236,18 @@ func (m *Monitor) probe(ctx context.Context, i int) {
 		default:
 		}
 	}
+}
+
+// firstStartFailure reports whether r says check i's command could not
+// start while the previous probe's could: logged once, not every interval.
+func (m *Monitor) firstStartFailure(i int, r Result) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := &m.states[i]
+	notStarted := strings.HasPrefix(r.Output, cannotStart)
+	first := notStarted && !s.startLogged
+	s.startLogged = notStarted
+	return first
 }
 
 // record applies r to the damped state of check i and returns that state

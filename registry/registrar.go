@@ -54,6 +54,7 @@ type Registrar struct {
 	deferred    prometheus.Counter
 	leaseLost   prometheus.Counter
 	registers   prometheus.Counter
+	denied      denials // writes etcd refuses for lack of permission
 
 	// mu guards desired and wrote.
 	mu      sync.Mutex
@@ -74,11 +75,12 @@ func NewRegistrar(opts RegistrarOptions) *Registrar {
 		opts.WriteBurst = 3
 	}
 	f := promauto.With(opts.Registerer)
+	log := logger(opts.Logger).With("component", "registry.registrar")
 	return &Registrar{
 		cli:     opts.Client,
 		keys:    opts.Keys,
 		ttl:     opts.TTL,
-		log:     logger(opts.Logger).With("component", "registry.registrar"),
+		log:     log,
 		trigger: make(chan struct{}, 1),
 		verify:  make(chan struct{}, 1),
 		limit:   rateLimit{interval: opts.WriteInterval, burst: float64(opts.WriteBurst)},
@@ -93,6 +95,8 @@ func NewRegistrar(opts RegistrarOptions) *Registrar {
 			Help: "Times the lease was lost (expired, revoked or keepalive failed)."}),
 		registers: f.NewCounter(prometheus.CounterOpts{Name: "registrar_registrations_total",
 			Help: "Times a new lease was granted and every record written under it."}),
+		denied: denials{log: log, gauge: f.NewGauge(prometheus.GaugeOpts{Name: "registrar_etcd_permission_denied",
+			Help: "Writes etcd currently refuses for lack of permission (each is logged once with its key)."})},
 	}
 }
 
@@ -195,7 +199,9 @@ func (r *Registrar) Run(ctx context.Context) error {
 		if err != nil && ctx.Err() == nil {
 			r.writeErrors.Inc()
 			d := backoff.next()
-			r.log.Warn("etcd write failed; retrying", "err", err, "retry_in", d)
+			if !IsPermission(err) { // those are logged once, by r.denied
+				r.log.Warn("etcd write failed; retrying", "err", err, "retry_in", d)
+			}
 			retry = time.After(d)
 		} else if err == nil {
 			backoff.reset()
@@ -279,16 +285,13 @@ func (r *Registrar) lost(st *leaseState, msg string) {
 }
 
 // forgetMissing drops from written every key that is no longer in etcd.
+// It reads exactly those keys, so a role allowing only the registrar's own
+// services suffices.
 func (r *Registrar) forgetMissing(ctx context.Context, st *leaseState) {
-	gctx, cancel := withTimeout(ctx)
-	resp, err := r.cli.Get(gctx, r.keys.Services(), etcd.WithPrefix(), etcd.WithKeysOnly())
-	cancel()
+	present, err := r.present(ctx, slices.Collect(maps.Keys(st.written)))
 	if err != nil {
+		r.log.Warn("cannot check which records still exist", "err", err)
 		return
-	}
-	present := make(map[string]bool, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		present[string(kv.Key)] = true
 	}
 	for key := range st.written {
 		if !present[key] {
@@ -297,6 +300,30 @@ func (r *Registrar) forgetMissing(ctx context.Context, st *leaseState) {
 		}
 	}
 	r.kick()
+}
+
+// present returns which of keys exist, reading them in batched
+// transactions of single-key gets.
+func (r *Registrar) present(ctx context.Context, keys []string) (map[string]bool, error) {
+	out := make(map[string]bool, len(keys))
+	for chunk := range slices.Chunk(keys, maxTxnOps) {
+		ops := make([]etcd.Op, len(chunk))
+		for i, k := range chunk {
+			ops[i] = etcd.OpGet(k, etcd.WithKeysOnly())
+		}
+		tctx, cancel := withTimeout(ctx)
+		resp, err := r.cli.Txn(tctx).Then(ops...).Commit()
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		for _, rr := range resp.Responses {
+			for _, kv := range rr.GetResponseRange().Kvs {
+				out[string(kv.Key)] = true
+			}
+		}
+	}
+	return out, nil
 }
 
 // syncOnce grants a lease when there is none, then writes every record that
@@ -315,9 +342,13 @@ func (r *Registrar) syncOnce(ctx context.Context, st *leaseState) (time.Duration
 		gctx, cancel := withTimeout(ctx)
 		resp, err := r.cli.Grant(gctx, int64(r.ttl/time.Second))
 		cancel()
+		if IsPermission(err) {
+			return next, r.denied.fail("grant", "lease", err)
+		}
 		if err != nil {
 			return next, err
 		}
+		r.denied.ok("grant", "lease")
 		kactx, kacancel := context.WithCancel(context.WithoutCancel(ctx))
 		ch, err := r.cli.KeepAlive(kactx, resp.ID)
 		if err != nil {
@@ -328,11 +359,7 @@ func (r *Registrar) syncOnce(ctx context.Context, st *leaseState) (time.Duration
 		r.registers.Inc()
 		r.log.Info("lease granted", "lease_id", int64(resp.ID), "ttl", r.ttl.String())
 	}
-	type op struct {
-		key string
-		val []byte // nil: delete
-	}
-	var ops []op
+	var ops []writeOp
 	now := time.Now()
 	for key, val := range desired {
 		if bytes.Equal(written[key], val) {
@@ -350,28 +377,28 @@ func (r *Registrar) syncOnce(ctx context.Context, st *leaseState) (time.Duration
 				continue
 			}
 		}
-		ops = append(ops, op{key, val})
+		ops = append(ops, writeOp{key, val})
 	}
 	for key := range written {
 		if _, ok := desired[key]; !ok {
-			ops = append(ops, op{key: key})
+			ops = append(ops, writeOp{key: key})
 		}
 	}
 	// Batch into transactions (etcd allows 128 operations per txn by
 	// default): registering a thousand instances takes a few round trips,
 	// not a thousand.
 	for chunk := range slices.Chunk(ops, maxTxnOps) {
-		tops := make([]etcd.Op, len(chunk))
-		for i, o := range chunk {
-			if o.val == nil {
-				tops[i] = etcd.OpDelete(o.key)
-			} else {
-				tops[i] = etcd.OpPut(o.key, string(o.val), etcd.WithLease(st.lease))
+		err := r.commit(ctx, st, chunk)
+		if IsPermission(err) && len(chunk) > 1 {
+			// One refused key fails the whole transaction: write the
+			// records one by one, to name it and let the others through.
+			err = nil
+			for _, o := range chunk {
+				if e := r.commit(ctx, st, []writeOp{o}); e != nil && (err == nil || IsPermission(err)) {
+					err = e
+				}
 			}
 		}
-		tctx, cancel := withTimeout(ctx)
-		_, err := r.cli.Txn(tctx).Then(tops...).Commit()
-		cancel()
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			// The lease expired before its keepalive channel said so.
 			r.lost(st, "lease expired under a write; registering again under a new lease")
@@ -380,19 +407,57 @@ func (r *Registrar) syncOnce(ctx context.Context, st *leaseState) (time.Duration
 		if err != nil {
 			return next, err
 		}
-		r.writes.Add(float64(len(chunk)))
-		for _, o := range chunk {
-			if o.val == nil {
-				st.setWritten(o.key, nil)
-				delete(buckets, o.key)
-				r.log.Info("record deleted", "key", o.key)
-			} else {
-				st.setWritten(o.key, o.val)
-				r.log.Debug("record written", "key", o.key)
-			}
-		}
 	}
 	return next, nil
+}
+
+// writeOp is one record write of syncOnce.
+type writeOp struct {
+	key string
+	val []byte // nil: delete
+}
+
+func (o writeOp) name() string {
+	if o.val == nil {
+		return "delete"
+	}
+	return "put"
+}
+
+// commit writes ops in one transaction under st's lease and records what
+// was written. A single op that etcd refuses for lack of permission is
+// recorded (and logged once) as a PermissionError naming its key.
+func (r *Registrar) commit(ctx context.Context, st *leaseState, chunk []writeOp) error {
+	tops := make([]etcd.Op, len(chunk))
+	for i, o := range chunk {
+		if o.val == nil {
+			tops[i] = etcd.OpDelete(o.key)
+		} else {
+			tops[i] = etcd.OpPut(o.key, string(o.val), etcd.WithLease(st.lease))
+		}
+	}
+	tctx, cancel := withTimeout(ctx)
+	_, err := r.cli.Txn(tctx).Then(tops...).Commit()
+	cancel()
+	if IsPermission(err) && len(chunk) == 1 {
+		return r.denied.fail(chunk[0].name(), chunk[0].key, err)
+	}
+	if err != nil {
+		return err
+	}
+	r.writes.Add(float64(len(chunk)))
+	for _, o := range chunk {
+		r.denied.ok(o.name(), o.key)
+		if o.val == nil {
+			st.setWritten(o.key, nil)
+			delete(st.buckets, o.key)
+			r.log.Info("record deleted", "key", o.key)
+		} else {
+			st.setWritten(o.key, o.val)
+			r.log.Debug("record written", "key", o.key)
+		}
+	}
+	return nil
 }
 
 // rateLimit is a token bucket per record.

@@ -65,6 +65,7 @@ type Watcher struct {
 	cluster     uint64            // the cluster ID of the last full read
 	storeChange StoreChange       // the last time etcd turned out to be another store
 	scope       scope             // WatcherOptions.Services and Rescope
+	denied      denials           // the last read's permission error
 }
 
 // NewWatcher returns a Watcher; call Run to start it.
@@ -96,6 +97,8 @@ func NewWatcher(opts WatcherOptions) *Watcher {
 	f.NewGaugeFunc(prometheus.GaugeOpts{Name: "registry_staleness_seconds",
 		Help: "Seconds since etcd last confirmed the in-memory registry is current (event, progress notification or read)."},
 		func() float64 { return w.Staleness().Seconds() })
+	w.denied = denials{log: w.log, gauge: f.NewGauge(prometheus.GaugeOpts{Name: "registry_permission_denied",
+		Help: "1 while etcd refuses the registry read for lack of permission (the error names the key)."})}
 	return w
 }
 
@@ -167,7 +170,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			continue // reported; read the new store at once
 		}
 		d := b.next()
-		w.log.Warn("registry watch interrupted; resyncing", "err", err, "retry_in", d.String())
+		w.interrupted(err, d)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -187,6 +190,7 @@ func (w *Watcher) session(ctx context.Context, b *backoff) error {
 		w.storeChanged(err)
 	}
 	w.publish(x.Snapshot(rev))
+	w.denied.reset()
 	b.reset()
 	if w.afterSync != nil {
 		w.afterSync()
@@ -293,7 +297,7 @@ func (w *Watcher) readRange(ctx context.Context, x *schema.Index, vers versions,
 		resp, err := w.cli.Get(gctx, from, opts...)
 		cancel()
 		if err != nil {
-			return 0, 0, fmt.Errorf("get %s: %w", root, err)
+			return 0, 0, deniedRead(root, err)
 		}
 		if rev == 0 {
 			rev = resp.Header.Revision

@@ -30,6 +30,9 @@ func cmdRun(c *cli.Context) error {
 		cfg.Etcd = daemon.ApplyEtcdFlags(c, cfg.Etcd)
 		if c.IsSet("listen") {
 			cfg.Listen = c.String("listen")
+			if err := cfg.CheckListen(); err != nil {
+				return cfg, fmt.Errorf("--listen: %w", err)
+			}
 		}
 		return cfg, nil
 	}
@@ -55,17 +58,27 @@ func cmdRun(c *cli.Context) error {
 	a := agent.New(cfg, agent.Options{Client: conn.Client, Logger: log, Registerer: reg})
 	mux := http.NewServeMux()
 	a.Register(mux)
+	mux.Handle("GET /healthz", daemon.Healthz(a.Healthy))
 	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(c.Context))
 	defer stopHTTP()
 	addr, serve, err := daemon.Serve(httpCtx, cfg.Listen, mux, reg, log)
 	if err != nil {
 		return err
 	}
+	serveSocket := func() error { return nil }
+	if so := cfg.Socket(); so != nil {
+		l, err := agent.ListenSocket(*so)
+		if err != nil {
+			return err
+		}
+		serveSocket = agent.ServeSocket(httpCtx, l, mux, log)
+		log.Info("local API on a unix socket", "path", so.Path, "mode", so.Mode.String())
+	}
 	log.Info("registrar started", "etcd", conn.Config.String(), "instances", len(cfg.Services), "listen", addr.String(), "config", path)
 
 	var wg sync.WaitGroup
 	var httpErr error
-	wg.Go(func() { httpErr = serve() })
+	wg.Go(func() { httpErr = errors.Join(serve(), serveSocket()) })
 	agentDone := make(chan struct{})
 	go func() {
 		defer close(agentDone)

@@ -256,6 +256,7 @@ func cmdRun(c *cli.Context) error {
 	reg.MustRegister(newLagCollector(status))
 	mux := http.NewServeMux()
 	serveStatus(mux, status)
+	mux.Handle("GET /healthz", daemon.Healthz(w.Denied)) // fails while etcd refuses the read
 	addr, serve, err := daemon.Serve(ctx, cfg.Listen, mux, reg, log)
 	if err != nil {
 		return err

@@ -42,6 +42,7 @@ type Agent struct {
 	cli     *etcd.Client
 	keys    schema.Keys
 	node    string
+	token   string // local API writes over TCP; "" refuses them
 	log     *slog.Logger
 	reg     *registry.Registrar
 	watch   *registry.Watcher
@@ -75,14 +76,15 @@ func New(cfg Config, opts Options) *Agent {
 	f := promauto.With(opts.Registerer)
 	keys := cfg.Etcd.Keys()
 	return &Agent{
-		cli: opts.Client, keys: keys, node: cfg.Node, log: log, cfg: cfg,
+		cli: opts.Client, keys: keys, node: cfg.Node, token: cfg.apiToken, log: log, cfg: cfg,
 		instances: map[string]*running{},
 		reloads:   make(chan reloadReq),
 		reg: registry.NewRegistrar(registry.RegistrarOptions{
 			Client: opts.Client, Keys: keys, TTL: cfg.LeaseTTL, WriteInterval: cfg.WriteInterval,
 			Logger: log, Registerer: opts.Registerer,
 		}),
-		watch: registry.NewWatcher(registry.WatcherOptions{Client: opts.Client, Keys: keys, Logger: log, Registerer: opts.Registerer}),
+		watch: registry.NewWatcher(registry.WatcherOptions{Client: opts.Client, Keys: keys, Logger: log, Registerer: opts.Registerer,
+			Services: cfg.readScope()}),
 		metrics: metrics{
 			checks: f.NewCounterVec(prometheus.CounterOpts{Name: "registrar_checks_total",
 				Help: "Health check probes run, by service and raw result."}, []string{"service", "status"}),
@@ -99,6 +101,20 @@ func New(cfg Config, opts Options) *Agent {
 }
 
 func instanceKey(s ServiceConfig) string { return s.Name + "/" + s.ID }
+
+// readScope is every service the registrar reads: its own (to notice a
+// record deleted under it) and those they depend on (for deep health),
+// sorted. With maintenance and expectations, that is all it needs to read,
+// so an etcd role granting only that suffices.
+func (c Config) readScope() []string {
+	var out []string
+	for _, s := range c.Services {
+		out = append(out, s.Name)
+		out = append(out, s.DependsOn...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
 
 // Run registers every configured instance and keeps them current until
 // ctx ends; it then stops the checks and revokes the lease, which
@@ -196,6 +212,7 @@ func (a *Agent) apply(ctx context.Context, cfg Config) {
 	for _, s := range cfg.Services {
 		want[instanceKey(s)] = s
 	}
+	a.watch.Rescope(cfg.readScope())
 	a.mu.Lock()
 	old := a.cfg
 	a.cfg = cfg
@@ -235,8 +252,9 @@ func (a *Agent) apply(ctx context.Context, cfg Config) {
 		a.reg.Remove(cfg.Name, cfg.ID)
 		a.log.Info("instance removed from config; deregistered", "service", cfg.Name, "instance_id", cfg.ID)
 	}
-	if old.LeaseTTL != cfg.LeaseTTL || !reflect.DeepEqual(old.Etcd, cfg.Etcd) || old.Listen != cfg.Listen || old.Node != cfg.Node || old.WriteInterval != cfg.WriteInterval {
-		a.log.Warn("etcd, lease_ttl, listen, node and write_interval changes take effect only after a restart")
+	if old.LeaseTTL != cfg.LeaseTTL || !reflect.DeepEqual(old.Etcd, cfg.Etcd) || old.Listen != cfg.Listen || old.Node != cfg.Node || old.WriteInterval != cfg.WriteInterval ||
+		old.APISocket != cfg.APISocket || old.APISocketMode != cfg.APISocketMode || old.APISocketGroup != cfg.APISocketGroup || old.apiToken != cfg.apiToken {
+		a.log.Warn("etcd, lease_ttl, listen, node, write_interval and api_* changes take effect only after a restart")
 	}
 }
 
@@ -337,4 +355,11 @@ func (m metrics) onProbe(service string) func(string, health.Result, time.Durati
 		m.checks.WithLabelValues(service, string(r.Status)).Inc()
 		m.checkDuration.WithLabelValues(service).Observe(d.Seconds())
 	}
+}
+
+// Healthy returns why the registrar cannot do its job, or nil: etcd
+// refusing its writes or reads for lack of permission (each error names
+// the operation and key). For /healthz.
+func (a *Agent) Healthy() error {
+	return errors.Join(a.reg.Denied(), a.watch.Denied())
 }

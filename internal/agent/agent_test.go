@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -488,52 +487,11 @@ func TestReload(t *testing.T) {
 
 // ---- 4. TTL checks and the local API ----
 
-// apiCall sends method path with body to the local API and decodes the
-// JSON response into out (if not nil).
-func apiCall(t *testing.T, srv *httptest.Server, method, path, body string, out any) int {
-	t.Helper()
-	var r io.Reader
-	if body != "" {
-		r = strings.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(opCtx(t), method, srv.URL+path, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: read body: %v", method, path, err)
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-		t.Errorf("%s %s: Content-Type %q, want application/json", method, path, ct)
-	}
-	if resp.StatusCode >= 400 {
-		var e struct{ Error string }
-		if err := json.Unmarshal(data, &e); err != nil || e.Error == "" {
-			t.Errorf("%s %s = %d with body %q, want a JSON {\"error\": ...}", method, path, resp.StatusCode, data)
-		}
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			t.Fatalf("%s %s: decode %q: %v", method, path, data, err)
-		}
-	}
-	return resp.StatusCode
-}
-
 func TestTTLCheckAndLocalAPI(t *testing.T) {
 	e := etcdtest.Start(t)
 	const ttl = 2 * time.Second
 	h := startAgent(t, e, testConfig(service("app", CheckConfig{Name: "push", TTL: ttl})))
-	mux := http.NewServeMux()
-	h.a.Register(mux)
-	api := httptest.NewServer(mux)
-	t.Cleanup(api.Close)
+	api := socketAPI(t, h)
 
 	// Before any push the TTL check has reported "no status pushed yet",
 	// so the record is published critical.
@@ -594,9 +552,11 @@ func TestTTLCheckAndLocalAPI(t *testing.T) {
 		t.Errorf("maintenance key for a non-local service was written: %s", kv.Value)
 	}
 
-	// Maintenance of the service, then of the instance.
-	for _, tc := range []struct{ path, id string }{{"/v1/maintenance/app", ""}, {"/v1/maintenance/app/app-1", "app-1"}} {
-		key := testKeys.Maintenance("app", tc.id)
+	// Maintenance of the service's local instances, then of the instance:
+	// both write the instance's entry, never the service-wide one.
+	for _, path := range []string{"/v1/maintenance/app", "/v1/maintenance/app/app-1"} {
+		tc := struct{ path string }{path}
+		key := testKeys.Maintenance("app", "app-1")
 		if code := apiCall(t, api, "PUT", tc.path, `{"reason":"testing the API"}`, nil); code != http.StatusOK {
 			t.Fatalf("PUT %s = %d, want 200", tc.path, code)
 		}
@@ -605,8 +565,11 @@ func TestTTLCheckAndLocalAPI(t *testing.T) {
 			t.Fatalf("PUT %s: no key %s in etcd", tc.path, key)
 		}
 		var m schema.Maintenance
-		if err := json.Unmarshal(kv.Value, &m); err != nil || m.Reason != "testing the API" || m.By == "" {
-			t.Errorf("%s = %s (%v), want reason %q and a by", key, kv.Value, err, "testing the API")
+		if err := json.Unmarshal(kv.Value, &m); err != nil || m.Reason != "testing the API" || !strings.HasPrefix(m.By, "registrar-api@test uid=") {
+			t.Errorf("%s = %s (%v), want reason %q and by the socket peer's uid", key, kv.Value, err, "testing the API")
+		}
+		if kv := h.kv(testKeys.Maintenance("app", "")); kv != nil {
+			t.Errorf("PUT %s wrote the service-wide entry %s", tc.path, kv.Value)
 		}
 		var del struct{ Removed bool }
 		if code := apiCall(t, api, "DELETE", tc.path, "", &del); code != http.StatusOK || !del.Removed {
@@ -836,10 +799,7 @@ func TestAPIWhilePublishing(t *testing.T) {
 		services = append(services, service(name, flap, CheckConfig{Name: "push", TTL: time.Minute}))
 	}
 	h := startAgent(t, e, testConfig(services...))
-	mux := http.NewServeMux()
-	h.a.Register(mux)
-	api := httptest.NewServer(mux)
-	t.Cleanup(api.Close)
+	api := socketAPI(t, h)
 	waitFor(t, 5*time.Second, func() bool { return len(h.a.Instances()) == len(services) }, "every instance to publish")
 
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
@@ -850,8 +810,8 @@ func TestAPIWhilePublishing(t *testing.T) {
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				st := []string{"passing", "warning"}[calls.Add(1)%2]
-				req, _ := http.NewRequestWithContext(ctx, "PUT", api.URL+"/v1/checks/"+s.Name+"/push", strings.NewReader(`{"status":"`+st+`"}`))
-				resp, err := api.Client().Do(req)
+				req, _ := http.NewRequestWithContext(ctx, "PUT", api.url+"/v1/checks/"+s.Name+"/push", strings.NewReader(`{"status":"`+st+`"}`))
+				resp, err := api.c.Do(req)
 				if err != nil {
 					return
 				}
@@ -865,8 +825,8 @@ func TestAPIWhilePublishing(t *testing.T) {
 	// Still responsive: a push goes through and reaches etcd.
 	done := make(chan int, 1)
 	go func() {
-		req, _ := http.NewRequestWithContext(t.Context(), "PUT", api.URL+"/v1/checks/p1/push", strings.NewReader(`{"status":"critical","output":"final"}`))
-		resp, err := api.Client().Do(req)
+		req, _ := http.NewRequestWithContext(t.Context(), "PUT", api.url+"/v1/checks/p1/push", strings.NewReader(`{"status":"critical","output":"final"}`))
+		resp, err := api.c.Do(req)
 		if err != nil {
 			done <- 0
 			return

@@ -1,26 +1,34 @@
 package agent
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"time"
+	"strings"
 
 	"github.com/rewire/rewire/health"
-	"github.com/rewire/rewire/registry"
-	"github.com/rewire/rewire/registry/schema"
 )
 
 // Register adds the local API to mux:
 //
 //	GET    /v1/services                        this registrar's instances (last published records)
 //	PUT    /v1/checks/{service}/{check}[?id=]  push a ttl check's status: {"status":"passing","output":"..."}
-//	PUT    /v1/maintenance/{service}[/{id}]    put an own service or instance in maintenance: {"reason":"..."}
-//	DELETE /v1/maintenance/{service}[/{id}]    take it out again
+//	PUT    /v1/maintenance/{service}[/{id}]    put this registrar's own instances of service (or one) in maintenance: {"reason":"..."}
+//	DELETE /v1/maintenance/{service}[/{id}]    take them out again (only entries the local API set)
 //
+// Reads are open to whoever reaches the listener. Writes need an
+// authenticated caller: a peer on the unix socket (api_socket, whose file
+// mode and group are the access control; the kernel tells who it is), or
+// the token of api_token_file as "Authorization: Bearer <token>". The
+// maintenance entry's "by" names that caller; it is never taken from the
+// request. Service-wide maintenance is an operator action (`registrar
+// maint`, with etcd credentials): the local API never sets or clears it,
+// nor an operator's entry for an instance.
+//
+// Bodies are strict JSON: one object, no unknown fields, nothing after it.
 // Errors are JSON {"error": "..."} with a 4xx or 5xx status.
 func (a *Agent) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, r *http.Request) {
@@ -34,11 +42,44 @@ func (a *Agent) Register(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, list)
 	})
-	mux.HandleFunc("PUT /v1/checks/{service}/{check}", a.putCheck)
+	mux.HandleFunc("PUT /v1/checks/{service}/{check}", a.authorized(a.putCheck))
 	for _, p := range []string{"/v1/maintenance/{service}", "/v1/maintenance/{service}/{id}"} {
-		mux.HandleFunc("PUT "+p, a.maintenance)
-		mux.HandleFunc("DELETE "+p, a.maintenance)
+		mux.HandleFunc("PUT "+p, a.authorized(a.putMaintenance))
+		mux.HandleFunc("DELETE "+p, a.authorized(a.deleteMaintenance))
 	}
+}
+
+// errForbidden is the answer to a write from an unauthenticated caller.
+var errForbidden = errors.New("agent: local API writes need the unix socket (api_socket) or the api_token_file token in an \"Authorization: Bearer\" header")
+
+// authorized wraps a write handler: it runs only for an authenticated
+// caller, and gets the caller's name for "by".
+func (a *Agent) authorized(h func(w http.ResponseWriter, r *http.Request, by string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		by, ok := a.caller(r)
+		if !ok {
+			writeError(w, http.StatusForbidden, errForbidden)
+			return
+		}
+		h(w, r, by)
+	}
+}
+
+// apiBy starts the "by" of every maintenance entry the local API writes:
+// the API removes only entries that carry it.
+const apiBy = "registrar-api@"
+
+// caller authenticates the request: the unix socket peer's credentials
+// (put in the context by ServeSocket), or the bearer token.
+func (a *Agent) caller(r *http.Request) (string, bool) {
+	if p, ok := peerFrom(r.Context()); ok {
+		return apiBy + a.node + " " + p.String(), true
+	}
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if ok && a.token != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(a.token)) == 1 {
+		return apiBy + a.node + " token", true
+	}
+	return "", false
 }
 
 type checkUpdate struct {
@@ -46,7 +87,7 @@ type checkUpdate struct {
 	Output string        `json:"output"`
 }
 
-func (a *Agent) putCheck(w http.ResponseWriter, r *http.Request) {
+func (a *Agent) putCheck(w http.ResponseWriter, r *http.Request, _ string) {
 	var u checkUpdate
 	if err := decodeBody(r, &u); err != nil {
 		writeError(w, http.StatusBadRequest, err)
@@ -75,47 +116,22 @@ func (a *Agent) putCheck(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"updated": len(ins)})
 }
 
-func (a *Agent) maintenance(w http.ResponseWriter, r *http.Request) {
-	service, id := r.PathValue("service"), r.PathValue("id")
-	if len(a.find(service, id)) == 0 {
-		writeError(w, http.StatusNotFound, fmt.Errorf("no local instance of service %q (id %q): the local API manages only this registrar's own instances", service, id))
-		return
-	}
-	if r.Method == http.MethodDelete {
-		had, err := registry.ClearMaintenance(r.Context(), a.cli, a.keys, service, id)
-		if err != nil {
-			writeError(w, http.StatusServiceUnavailable, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"removed": had})
-		return
-	}
-	var body struct {
-		Reason string `json:"reason"`
-		By     string `json:"by"`
-	}
-	if err := decodeBody(r, &body); err != nil {
-		writeError(w, http.StatusBadRequest, err)
-		return
-	}
-	if body.By == "" {
-		host, _ := os.Hostname()
-		body.By = "registrar-api@" + host
-	}
-	m := schema.Maintenance{Reason: body.Reason, By: body.By, Since: time.Now().UTC().Truncate(time.Second)}
-	if err := registry.SetMaintenance(r.Context(), a.cli, a.keys, service, id, m); err != nil {
-		writeError(w, http.StatusServiceUnavailable, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, m)
-}
+// maxBody bounds a request body.
+const maxBody = 64 << 10
 
-// decodeBody decodes a small JSON body strictly; an empty body is {}.
+// decodeBody decodes a small JSON body strictly: one object with known
+// fields and nothing after it; an empty body is {}.
 func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
 		return fmt.Errorf("request body: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("request body: data after the JSON object")
 	}
 	return nil
 }

@@ -3,8 +3,10 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,11 +24,28 @@ type Config struct {
 	Etcd     registry.Config `yaml:"etcd"`
 	LeaseTTL time.Duration   `yaml:"lease_ttl"`
 	Listen   string          `yaml:"listen"`
-	Node     string          `yaml:"node"`
+	// ListenNonLoopback allows a listen address other than loopback,
+	// which exposes /metrics, /healthz and the read-only API to the
+	// network (writes still need the token).
+	ListenNonLoopback bool `yaml:"listen_non_loopback"`
+	// APISocket is a unix socket serving the local API (relative paths:
+	// relative to this file). Its mode and group are the access control
+	// for writes; the kernel names the caller.
+	APISocket      string `yaml:"api_socket"`
+	APISocketMode  string `yaml:"api_socket_mode"`  // octal; default "0660"
+	APISocketGroup string `yaml:"api_socket_group"` // name or id; default the registrar's
+	// APITokenFile holds a token that authorizes local API writes over
+	// listen ("Authorization: Bearer <token>"); it must not be readable
+	// by everyone.
+	APITokenFile string `yaml:"api_token_file"`
+	Node         string `yaml:"node"`
 	// WriteInterval rate-limits rewrites of one record (bursts of 3 pass);
 	// changes in between coalesce. Default 1s.
 	WriteInterval time.Duration   `yaml:"write_interval"`
 	Services      []ServiceConfig `yaml:"services"`
+
+	apiToken   string      // read from APITokenFile by Validate
+	socketMode fs.FileMode // parsed from APISocketMode by Validate
 }
 
 // ServiceConfig is one entry of `services:`.
@@ -79,18 +98,19 @@ func LoadConfig(path string) (Config, error) {
 
 func loadConfig(path string) (Config, *yamlconf.Doc, error) {
 	cfg := DefaultConfig
-	doc, err := yamlconf.Load(path, &cfg)
-	if err != nil {
-		return cfg, doc, err
+	doc, decodeErr := yamlconf.Load(path, &cfg)
+	if decodeErr != nil && !doc.Parsed() {
+		return cfg, doc, decodeErr
 	}
+	// Validate what decoded too: every problem of the file at once.
 	if cfg.Node == "" {
 		h, err := os.Hostname()
 		if err != nil {
-			return cfg, doc, doc.Errorf("node", "not set and the hostname is unknown: %v", err)
+			return cfg, doc, doc.Merge(decodeErr, doc.Errorf("node", "not set and the hostname is unknown: %v", err))
 		}
 		cfg.Node = strings.ToLower(h)
 	}
-	return cfg, doc, cfg.Validate(doc)
+	return cfg, doc, doc.Merge(decodeErr, cfg.Validate(doc))
 }
 
 // Validate checks everything that can be checked before connecting,
@@ -108,6 +128,10 @@ func (c *Config) Validate(doc *yamlconf.Doc) error {
 	if len(c.Services) == 0 {
 		bad("services", errors.New("no services configured"))
 	}
+	if err := c.CheckListen(); err != nil {
+		bad("listen", err)
+	}
+	c.validateAPI(doc, bad)
 	seen := map[string]int{}
 	for i := range c.Services {
 		s := &c.Services[i]
@@ -162,6 +186,12 @@ func (c *Config) Validate(doc *yamlconf.Doc) error {
 		}
 		names := map[string]bool{}
 		for j, ch := range s.Checks {
+			// Like the templater's paths: a command path with a slash is
+			// relative to this file, not to the working directory; a bare
+			// name is looked up in PATH.
+			if len(ch.Exec) > 0 && strings.Contains(ch.Exec[0], "/") && !filepath.IsAbs(ch.Exec[0]) {
+				ch.Exec[0] = filepath.Join(filepath.Dir(doc.File), ch.Exec[0])
+			}
 			cp := fmt.Sprintf("%s.checks[%d]", p, j)
 			for _, err := range ch.validate() {
 				bad(cp+"."+err.field, err.err)
@@ -173,6 +203,82 @@ func (c *Config) Validate(doc *yamlconf.Doc) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// CheckListen refuses a listen address that is not loopback unless
+// listen_non_loopback is set: "" or ":9701" would expose the registrar to
+// the network.
+func (c Config) CheckListen() error {
+	if c.Listen == "" {
+		return errors.New(`"" binds every interface; use 127.0.0.1:9701`)
+	}
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("%q: want host:port", c.Listen)
+	}
+	if c.ListenNonLoopback {
+		return nil
+	}
+	if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+		return nil
+	}
+	what := "is not a loopback address"
+	if host == "" || (net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified()) {
+		what = "binds every interface"
+	}
+	return fmt.Errorf("%q %s: the registrar would be reachable from the network; use 127.0.0.1 or [::1], or set listen_non_loopback: true", c.Listen, what)
+}
+
+// validateAPI checks the local API settings, resolves relative paths
+// against the config file's directory and reads the token.
+func (c *Config) validateAPI(doc *yamlconf.Doc, bad func(string, error)) {
+	base := filepath.Dir(doc.File)
+	if c.APISocket != "" && !filepath.IsAbs(c.APISocket) {
+		c.APISocket = filepath.Join(base, c.APISocket)
+	}
+	c.socketMode = 0o660
+	if c.APISocketMode != "" {
+		m, err := strconv.ParseUint(c.APISocketMode, 8, 32)
+		switch {
+		case err != nil || m > 0o777:
+			bad("api_socket_mode", fmt.Errorf("%q: want an octal mode such as \"0660\"", c.APISocketMode))
+		case m&0o002 != 0:
+			bad("api_socket_mode", fmt.Errorf("%s lets every local user write to the API: use 0660 and api_socket_group", c.APISocketMode))
+		default:
+			c.socketMode = fs.FileMode(m)
+		}
+	}
+	if c.APITokenFile == "" {
+		return
+	}
+	if !filepath.IsAbs(c.APITokenFile) {
+		c.APITokenFile = filepath.Join(base, c.APITokenFile)
+	}
+	st, err := os.Stat(c.APITokenFile)
+	if err != nil {
+		bad("api_token_file", err)
+		return
+	}
+	if st.Mode().Perm()&0o004 != 0 {
+		bad("api_token_file", fmt.Errorf("%s is readable by every user (mode %04o): chmod o-r it", c.APITokenFile, st.Mode().Perm()))
+		return
+	}
+	b, err := os.ReadFile(c.APITokenFile)
+	if err != nil {
+		bad("api_token_file", err)
+		return
+	}
+	if c.apiToken = strings.TrimSpace(string(b)); len(c.apiToken) < 16 {
+		bad("api_token_file", fmt.Errorf("%s: the token is shorter than 16 characters", c.APITokenFile))
+	}
+}
+
+// Socket returns the local API socket's options, nil without api_socket.
+func (c Config) Socket() *SocketOptions {
+	if c.APISocket == "" {
+		return nil
+	}
+	return &SocketOptions{Path: c.APISocket, Mode: c.socketMode, Group: c.APISocketGroup}
 }
 
 func unjoin(err error) []error {

@@ -78,6 +78,18 @@ func TestBadConfigs(t *testing.T) {
 		{file: "ttl-too-short.bad.yaml", want: []wantErr{
 			{line: 8, field: "services[0].checks[0].ttl", text: "500ms is too short: use 1s or more"},
 		}},
+		// Decode and validation errors together, each at its own line, and in
+		// a flow mapping at the field that is wrong, not the first one.
+		{file: "four-errors.bad.yaml", want: []wantErr{
+			{line: 4, field: "services[0].port", text: "70000 out of range 1-65535"},
+			{line: 6, field: "services[0].checks[0].interval", text: `cannot use str "2x" here: want a duration`},
+			{line: 7, field: "services[0].checks[1].exec", text: "empty command"},
+			{line: 10, field: "services[1].tgas", text: `unknown field "tgas"`},
+		}},
+		{file: "listen-all.bad.yaml", want: []wantErr{
+			{line: 3, field: "listen", text: `":9701" binds every interface: the registrar would be reachable from the network; use 127.0.0.1 or [::1], or set listen_non_loopback: true`},
+			{line: 4, field: "api_socket_mode", text: "0666 lets every local user write to the API"},
+		}},
 		{file: "reserved-check-name.bad.yaml", want: []wantErr{
 			{line: 9, field: "services[0].checks[1].name", text: `"dep.db": names starting with "dep." are reserved for dependencies`},
 		}},
@@ -118,6 +130,35 @@ func TestBadConfigs(t *testing.T) {
 	for _, f := range files {
 		if !covered[filepath.Base(f)] {
 			t.Errorf("%s has no entry in the table", f)
+		}
+	}
+}
+
+// TestCheckListen: only loopback addresses are accepted, unless
+// listen_non_loopback opts in.
+func TestCheckListen(t *testing.T) {
+	for _, tc := range []struct {
+		listen string
+		opt    bool
+		ok     bool
+	}{
+		{"127.0.0.1:9701", false, true},
+		{"127.0.0.2:9701", false, true},
+		{"[::1]:9701", false, true},
+		{"localhost:9701", false, true},
+		{"", false, false},
+		{":9701", false, false},
+		{"0.0.0.0:9701", false, false},
+		{"[::]:9701", false, false},
+		{"10.1.2.3:9701", false, false},
+		{"app1.example:9701", false, false},
+		{"10.1.2.3:9701", true, true},
+		{":9701", true, true},
+		{"9701", true, false},
+	} {
+		err := Config{Listen: tc.listen, ListenNonLoopback: tc.opt}.CheckListen()
+		if (err == nil) != tc.ok {
+			t.Errorf("CheckListen(%q, listen_non_loopback %t) = %v, want ok %t", tc.listen, tc.opt, err, tc.ok)
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rewire/rewire/internal/clip"
 	"github.com/rewire/rewire/registry"
 	"github.com/urfave/cli/v2"
 	etcd "go.etcd.io/etcd/client/v3"
@@ -106,7 +108,12 @@ func Logger(w io.Writer, level string) (*slog.Logger, error) {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
-	opts := &slog.HandlerOptions{Level: l, ReplaceAttr: durationString}
+	// Every value is bounded: records and check outputs come from other
+	// machines, and one huge field must not flood the log. Durations are
+	// written as "1.5s", not nanoseconds.
+	opts := &slog.HandlerOptions{Level: l, ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+		return clip.ReplaceAttr(groups, durationString(groups, a))
+	}}
 	if f, ok := w.(*os.File); ok && isTerminal(f) {
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
@@ -144,8 +151,20 @@ func (c *Conn) Close() {
 
 // Connect returns a client for cfg. For `embedded` it first starts an
 // in-process etcd with its data in the --embedded-dir directory.
+// Otherwise it first probes the endpoints: a TLS or certificate mistake is
+// an error that says which side refused and why; etcd being down is
+// logged, and the client keeps trying, unless a password login needs it
+// now.
 func Connect(ctx context.Context, c *cli.Context, cfg registry.Config, log *slog.Logger) (*Conn, error) {
+	if err := checkCredentials(cfg); err != nil {
+		return nil, err
+	}
 	conn := &Conn{Config: cfg}
+	if !cfg.IsEmbedded() {
+		if err := probeAll(ctx, cfg, log); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.IsEmbedded() {
 		dir, err := filepath.Abs(c.String(FlagEmbeddedDir))
 		if err != nil {
@@ -178,12 +197,29 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
+// Healthz returns a /healthz handler: 200 "ok" while check returns nil,
+// else 503 with the error, one problem per line.
+func Healthz(check func() error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if err := check(); err != nil {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, err.Error()+"\n")
+			return
+		}
+		io.WriteString(w, "ok\n")
+	})
+}
+
 // Serve runs an HTTP server on addr with /healthz, /metrics and the
-// handlers in mux until ctx ends, then shuts it down gracefully. The
-// listener is bound before Serve returns control to its caller's
-// goroutine, so a bind error is reported at once through ready.
+// handlers in mux until ctx ends, then shuts it down gracefully. /healthz
+// answers "ok" unless mux has its own (see Healthz). The listener is bound
+// before Serve returns control to its caller's goroutine, so a bind error
+// is reported at once through ready.
 func Serve(ctx context.Context, addr string, mux *http.ServeMux, reg *prometheus.Registry, log *slog.Logger) (net.Addr, func() error, error) {
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	if _, pattern := mux.Handler(&http.Request{Method: http.MethodGet, URL: &url.URL{Path: "/healthz"}}); pattern == "" {
+		mux.Handle("GET /healthz", Healthz(func() error { return nil }))
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	l, err := net.Listen("tcp", addr)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
@@ -42,6 +43,10 @@ type Options struct {
 	// StartTimeout bounds the wait for the server to become ready;
 	// default 30s.
 	StartTimeout time.Duration
+	// ClientTLS, when its CertFile is set, serves clients over TLS
+	// (https) with this certificate; its TrustedCAFile and ClientCertAuth
+	// make etcd require client certificates signed by that CA.
+	ClientTLS transport.TLSInfo
 }
 
 // Server is a running embedded etcd.
@@ -81,6 +86,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("embedetcd: peer address: %w", err)
 	}
 	cu := url.URL{Scheme: "http", Host: clientAddr}
+	if opts.ClientTLS.CertFile != "" {
+		cu.Scheme = "https"
+		cfg.ClientTLSInfo = opts.ClientTLS
+	}
 	pu := url.URL{Scheme: "http", Host: peerAddr}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}

@@ -81,6 +81,7 @@ func (e *Etcd) ClientAs(t testing.TB, user, password string) *clientv3.Client {
 		Username:    user,
 		Password:    password,
 		Logger:      zap.NewNop(),
+		TLS:         e.tls,
 	})
 	if err != nil {
 		t.Fatalf("etcdtest: client as %s: %v", user, err)

@@ -8,6 +8,7 @@ package etcdtest
 
 import (
 	"context"
+	"crypto/tls"
 	"github.com/rewire/rewire/internal/freeport"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/rewire/rewire/internal/embedetcd"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -26,6 +28,7 @@ type Etcd struct {
 	Endpoints []string
 	srv       *embedetcd.Server // nil for StartBinary
 	stop      func()
+	tls       *tls.Config // clients' TLS settings, nil for plain
 }
 
 // Start runs an embedded etcd with test tuning (fast elections, no fsync)
@@ -108,6 +111,7 @@ func (e *Etcd) Client(t testing.TB) *clientv3.Client {
 		Endpoints:   e.Endpoints,
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
+		TLS:         e.tls,
 	})
 	if err != nil {
 		t.Fatalf("etcdtest: client: %v", err)
@@ -133,6 +137,22 @@ func (e *Etcd) Rev(t testing.TB, cli *clientv3.Client) int64 {
 // when the CI environment variable is set.
 func StartBinary(t testing.TB) *Etcd {
 	t.Helper()
+	return StartBinaryTLS(t, BinaryTLS{})
+}
+
+// BinaryTLS configures StartBinaryTLS. With CertFile set, etcd serves
+// clients over TLS with that certificate and, with CAFile, requires client
+// certificates signed by that CA (--client-cert-auth: a user without a
+// password logs in by its certificate's CN). Client and ClientAs then
+// present ClientCert.
+type BinaryTLS struct {
+	CertFile, KeyFile, CAFile string
+	ClientCert, ClientKey     string
+}
+
+// StartBinaryTLS is StartBinary with TLS settings.
+func StartBinaryTLS(t testing.TB, bt BinaryTLS) *Etcd {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts etcd: skipped with -short")
 	}
@@ -143,18 +163,37 @@ func StartBinary(t testing.TB) *Etcd {
 	client := freeAddr(t)
 	peer := freeAddr(t)
 	dir := t.TempDir()
-	cmd := exec.Command(bin,
+	scheme := "http://"
+	var tlsArgs []string
+	var tc *tls.Config
+	if bt.CertFile != "" {
+		scheme = "https://"
+		tlsArgs = []string{"--cert-file", bt.CertFile, "--key-file", bt.KeyFile}
+		if bt.CAFile != "" {
+			tlsArgs = append(tlsArgs, "--trusted-ca-file", bt.CAFile, "--client-cert-auth")
+		}
+		info := transport.TLSInfo{CertFile: bt.ClientCert, KeyFile: bt.ClientKey, TrustedCAFile: bt.CAFile}
+		var err error
+		if tc, err = info.ClientConfig(); err != nil {
+			t.Fatalf("etcdtest: client TLS: %v", err)
+		}
+	}
+	cmd := exec.Command(bin, append(tlsArgs,
 		"--name", "compat", "--data-dir", filepath.Join(dir, "data"),
-		"--listen-client-urls", "http://"+client, "--advertise-client-urls", "http://"+client,
+		"--listen-client-urls", scheme+client, "--advertise-client-urls", scheme+client,
 		"--listen-peer-urls", "http://"+peer, "--initial-advertise-peer-urls", "http://"+peer,
 		"--initial-cluster", "compat=http://"+peer,
 		"--logger=zap", "--log-outputs", filepath.Join(dir, "etcd.log"),
 		"--heartbeat-interval", "10", "--election-timeout", "100",
-	)
+	)...)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("etcdtest: start %s: %v", bin, err)
 	}
-	e := &Etcd{Endpoints: []string{client}}
+	ep := client // plain endpoints stay host:port, as before
+	if tc != nil {
+		ep = scheme + client
+	}
+	e := &Etcd{Endpoints: []string{ep}, tls: tc}
 	e.stop = sync1(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()

@@ -2,7 +2,11 @@
 // health checks, template checks, reloads) so that none of them can hang
 // or flood the daemon: the command gets a process group of its own, the
 // whole group is killed when the context ends, and its combined output is
-// capped.
+// capped. Run also kills what is left of the group when the command
+// exits, for commands that must leave nothing behind (health checks):
+//
+//	cmd, out := proc.Command(ctx, argv, 4096, time.Second)
+//	err := proc.Run(cmd) // `sleep 1000 &` in a check dies with the check
 package proc
 
 import (
@@ -53,4 +57,24 @@ func Command(ctx context.Context, argv []string, maxOutput int, waitDelay time.D
 	}
 	cmd.WaitDelay = waitDelay
 	return cmd, out
+}
+
+// Run starts cmd (from Command) and waits for it like cmd.Run, but once
+// the command has exited, however it ended, it kills every process left
+// in its process group — children a check forked into the background —
+// before reaping the command itself. (Until then the command's PID, which
+// is the group's ID, cannot be reused, so the kill cannot hit another
+// group.) The killed processes are orphans and are reaped by init.
+func Run(cmd *exec.Cmd) error {
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	pid := cmd.Process.Pid
+	if !waitExited(pid) {
+		err := cmd.Wait()
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		return err
+	}
+	_ = syscall.Kill(-pid, syscall.SIGKILL) // ESRCH: nothing was left
+	return cmd.Wait()
 }

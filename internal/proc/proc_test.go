@@ -2,6 +2,8 @@ package proc
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -49,4 +51,43 @@ func TestGroupKilled(t *testing.T) {
 	if !strings.Contains(out.String(), "started") {
 		t.Errorf("output = %q, want the command's own output kept", out.String())
 	}
+}
+
+// TestRunLeavesNothing: a command that forks a child into the background
+// and exits leaves no process behind under Run, and Run returns as soon as
+// the command exits (not after the wait delay the orphan's pipe would
+// cost).
+func TestRunLeavesNothing(t *testing.T) {
+	const marker = "987.6543"
+	for i := range 3 {
+		cmd, out := Command(t.Context(), []string{"sh", "-c", "sleep " + marker + " & echo ok"}, 1<<10, 10*time.Second)
+		start := time.Now()
+		if err := Run(cmd); err != nil {
+			t.Fatalf("Run: %v (output %q)", err, out)
+		}
+		if got := out.String(); got != "ok\n" {
+			t.Errorf("output = %q, want %q", got, "ok\n")
+		}
+		t.Logf("run %d took %s", i, time.Since(start).Round(time.Millisecond))
+	}
+	if n := countProcs(t, "sleep\x00"+marker+"\x00"); n != 0 {
+		t.Errorf("%d background children left after 3 runs, want 0", n)
+	}
+}
+
+// countProcs counts live processes whose command line is cmdline, from
+// /proc (zombies have an empty one).
+func countProcs(t *testing.T, cmdline string) int {
+	t.Helper()
+	dirs, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range dirs {
+		if b, err := os.ReadFile(f); err == nil && string(b) == cmdline {
+			n++
+		}
+	}
+	return n
 }

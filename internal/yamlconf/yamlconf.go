@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -51,8 +52,9 @@ func (e *Error) Unwrap() error { return e.Err }
 // Doc is a loaded file: its name and YAML tree, to place errors found
 // after decoding.
 type Doc struct {
-	File string
-	root *yaml.Node
+	File   string
+	root   *yaml.Node
+	failed map[string]bool // paths that did not decode; set by Decode
 }
 
 // Load reads path and decodes it strictly into v.
@@ -73,7 +75,7 @@ func Decode(name string, data []byte, v any) (*Doc, error) {
 		if errors.Is(err, io.EOF) {
 			return d, &Error{File: name, Err: errors.New("file is empty")}
 		}
-		return d, d.wrapYAML(err)
+		return d, d.syntaxError(data, err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -83,6 +85,14 @@ func Decode(name string, data []byte, v any) (*Doc, error) {
 	dec = yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(v); err != nil {
+		// Find every problem, each at its own field, from the tree.
+		rv := reflect.ValueOf(v)
+		if rv.Kind() != reflect.Pointer || rv.IsNil() || d.top() == nil {
+			return d, d.wrapYAML(err)
+		}
+		if errs := d.decodeParts(d.top(), rv.Elem(), "", d.top().Line); len(errs) > 0 {
+			return d, errors.Join(errs...)
+		}
 		return d, d.wrapYAML(err)
 	}
 	return d, nil
@@ -158,6 +168,10 @@ func friendlyType(t string) string {
 	}
 	return t
 }
+
+// Parsed reports whether the file was valid YAML, so that a Validate can
+// look at what decoded even when some fields did not (see Merge).
+func (d *Doc) Parsed() bool { return d != nil && d.top() != nil }
 
 // Error returns an *Error for the field at path (as in "services[1].port"),
 // placed at that field's line, or at its nearest ancestor that is present in

@@ -1,0 +1,14 @@
+//go:build !linux
+
+package agent
+
+import (
+	"errors"
+	"net"
+)
+
+// peerCred is implemented on Linux only; elsewhere socket writes are
+// refused (use the token).
+func peerCred(net.Conn) (peer, error) {
+	return peer{}, errors.New("peer credentials are supported on Linux only")
+}
