@@ -82,9 +82,9 @@ var stateColours = map[string][2]string{
 // dotID quotes s as a DOT string. Service names cannot hold quotes or
 // backslashes, but labels built from operator text (a maintenance
 // reason) might: escape both.
-func dotID(s string) string {
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s) + `"`
-}
+func dotID(s string) string { return `"` + dotEscaper.Replace(s) + `"` }
+
+var dotEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 
 // WriteDOT writes the graph in Graphviz's DOT language. Each node's SVG
 // element gets the id "svc-NAME" and the classes "svc STATE", each edge
@@ -158,6 +158,6 @@ func (g *Graph) WriteMermaid(w io.Writer) error {
 
 // mermaidText makes s safe inside a quoted mermaid label: quotes and the
 // characters mermaid treats as markup become entity codes.
-func mermaidText(s string) string {
-	return strings.NewReplacer(`"`, "#quot;", "<", "#lt;", ">", "#gt;", "#", "#35;").Replace(s)
-}
+func mermaidText(s string) string { return mermaidEscaper.Replace(s) }
+
+var mermaidEscaper = strings.NewReplacer(`"`, "#quot;", "<", "#lt;", ">", "#gt;", "#", "#35;")
