@@ -14,21 +14,34 @@ import (
 )
 
 // large returns a registry of n services and about edges dependencies
-// (each service depends on edges/n services with smaller numbers, fewer
-// for the first few, so the graph is acyclic), one instance each. Every 100th service is
-// down (shallow critical) and every service that depends on a down one,
+// (each service depends on edges/n or so services with smaller numbers,
+// so the graph is acyclic), one instance each. Every 100th service
+// depends on nothing and is down (shallow critical) and every service that depends on a down one,
 // directly or not, reports deep critical, as registrars would.
 func large(tb testing.TB, n, edges int) *schema.Snapshot {
 	r := rand.New(rand.NewPCG(1, 2))
 	per := edges / n
 	deps := make([][]int, n)
 	bad := make([]bool, n)
+	total := 0
 	for i := range n {
-		for len(deps[i]) < min(per, i) {
+		for i%100 != 0 && len(deps[i]) < min(per, i) {
 			if d := r.IntN(i); !slices.Contains(deps[i], d) {
 				deps[i] = append(deps[i], d)
 			}
 		}
+		total += len(deps[i])
+	}
+	// Top up to exactly edges, from the last services (which have the
+	// most to choose from).
+	for k := 1; total < edges; k++ {
+		i := n - 1 - k%(n/2)
+		if d := r.IntN(i); i%100 != 0 && !slices.Contains(deps[i], d) {
+			deps[i] = append(deps[i], d)
+			total++
+		}
+	}
+	for i := range n {
 		bad[i] = i%100 == 0
 		for _, d := range deps[i] {
 			bad[i] = bad[i] || bad[d]
