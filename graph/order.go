@@ -231,6 +231,18 @@ func (g *Graph) Neighbourhood(name string) (*Graph, error) {
 	return g.sub(keep), nil
 }
 
+// Select returns the part of the graph made of the named services (names
+// the graph does not hold are ignored) and the edges among them.
+func (g *Graph) Select(names ...string) *Graph {
+	keep := make([]bool, len(g.Nodes))
+	for _, n := range names {
+		if i, ok := g.index[n]; ok {
+			keep[i] = true
+		}
+	}
+	return g.sub(keep)
+}
+
 // sub returns the subgraph of the kept nodes and the edges between them.
 // Node fields (DependsOn, Dependents, Root) stay as in the whole graph:
 // they describe the service, not the excerpt; Cycles lists the whole

@@ -212,5 +212,12 @@ func (c Cause) Grouping() string {
 	case 1:
 		return fmt.Sprintf("1 service waits on %s (%s): %s", c.Service, c.Reason, c.Waiting[0])
 	}
-	return fmt.Sprintf("%d services wait on %s (%s): %s", len(c.Waiting), c.Service, c.Reason, strings.Join(c.Waiting, ", "))
+	names := strings.Join(c.Waiting, ", ")
+	if len(c.Waiting) > maxNamed {
+		names = fmt.Sprintf("%s and %d more", strings.Join(c.Waiting[:maxNamed], ", "), len(c.Waiting)-maxNamed)
+	}
+	return fmt.Sprintf("%d services wait on %s (%s): %s", len(c.Waiting), c.Service, c.Reason, names)
 }
+
+// maxNamed bounds the names Grouping lists.
+const maxNamed = 10
