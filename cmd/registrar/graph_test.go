@@ -175,3 +175,24 @@ func TestWhyCommand(t *testing.T) {
 		t.Errorf("why nope: exit %d, stderr %q", code, errOut)
 	}
 }
+
+func TestLsShowsWhatDeepCriticalWaitsOn(t *testing.T) {
+	e := failingChain(t)
+	code, out, errOut := registrar(t, e, "ls")
+	if code != 0 {
+		t.Fatalf("ls: exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{
+		"waits on db\n",
+		"waits on api (root cause: db), cache\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("ls: output does not contain %q:\n%s", want, out)
+		}
+	}
+	for line := range strings.SplitSeq(out, "\n") {
+		if strings.HasPrefix(line, "admin") && strings.Contains(line, "waits") {
+			t.Errorf("ls: a healthy instance waits on something: %q", line)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/rewire/rewire/graph"
+	"github.com/rewire/rewire/health"
 	"github.com/rewire/rewire/registry/schema"
 	"github.com/urfave/cli/v2"
 )
@@ -87,4 +88,35 @@ func containsRoot(roots []graph.Cause, service string) bool {
 		}
 	}
 	return false
+}
+
+// waitsOn says, for a deep-critical instance, which of its dependencies
+// it waits on and the root cause behind each: "waits on api (root cause:
+// db)". Empty when the instance is not deep-critical or none of its
+// dependencies is unhealthy (its own deep checks fail).
+func waitsOn(g *graph.Graph, in schema.Instance) string {
+	if in.Health.Deep != health.Critical {
+		return ""
+	}
+	var parts []string
+	for _, dep := range in.DependsOn {
+		n := g.Node(dep)
+		if n == nil || n.Healthy {
+			continue
+		}
+		if n.Root {
+			parts = append(parts, dep)
+			continue
+		}
+		d, _ := g.Why(dep)
+		var roots []string
+		for _, r := range d.Roots {
+			roots = append(roots, r.Service)
+		}
+		parts = append(parts, fmt.Sprintf("%s (root cause: %s)", dep, strings.Join(roots, ", ")))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "waits on " + strings.Join(parts, ", ")
 }
