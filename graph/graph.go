@@ -173,7 +173,11 @@ func Build(snap *schema.Snapshot) *Graph {
 	g.Cycles = g.findCycles()
 	g.markRoots()
 	for i := range g.Nodes {
-		g.Nodes[i].State = g.Nodes[i].state()
+		n := &g.Nodes[i]
+		n.State = n.state()
+		if bad := g.badDeps(i); n.State == "waiting" && len(bad) > 0 {
+			n.Reason = "waits on " + strings.Join(bad, ", ") + "; " + n.Reason
+		}
 	}
 	return g
 }

@@ -275,7 +275,7 @@ func TestWhyFailingChecks(t *testing.T) {
 	if strings.Join(got, "\n") != want {
 		t.Errorf("Why(web) root checks =\n%s\nwant\n%s", strings.Join(got, "\n"), want)
 	}
-	if want := "web is unhealthy (deep checks critical on every routable instance (1)); root cause: db"; d.Summary != want {
+	if want := "web is unhealthy: it waits on db; root cause: db"; d.Summary != want {
 		t.Errorf("Why(web).Summary = %q, want %q", d.Summary, want)
 	}
 }

@@ -113,7 +113,7 @@ func (g *Graph) Why(name string) (Diagnosis, error) {
 		slices.Reverse(c.Chain)
 		d.Roots = append(d.Roots, c)
 	}
-	d.Summary = g.summary(n, d.Roots)
+	d.Summary = g.summary(i, d.Roots)
 	return d, nil
 }
 
@@ -166,8 +166,9 @@ func (g *Graph) cause(r int, bad []bool) Cause {
 	return c
 }
 
-// summary is the one-line answer for an unhealthy service.
-func (g *Graph) summary(n *Node, roots []Cause) string {
+// summary is the one-line answer for unhealthy service i.
+func (g *Graph) summary(i int, roots []Cause) string {
+	n := &g.Nodes[i]
 	if len(roots) == 1 && roots[0].Service == n.Name {
 		return fmt.Sprintf("%s is unhealthy and is itself the root cause: %s", n.Name, n.Reason)
 	}
@@ -177,7 +178,7 @@ func (g *Graph) summary(n *Node, roots []Cause) string {
 			names = append(names, r.Service)
 		}
 	}
-	return fmt.Sprintf("%s is unhealthy (%s); root cause%s: %s", n.Name, n.Reason, plural(len(names)), strings.Join(names, ", "))
+	return fmt.Sprintf("%s is unhealthy: it waits on %s; root cause%s: %s", n.Name, strings.Join(g.badDeps(i), ", "), plural(len(names)), strings.Join(names, ", "))
 }
 
 func plural(n int) string {

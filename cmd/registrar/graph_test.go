@@ -146,7 +146,7 @@ func TestWhyCommand(t *testing.T) {
 		t.Fatalf("why web: exit %d: %s", code, errOut)
 	}
 	for _, want := range []string{
-		"web is unhealthy (deep checks critical on every routable instance (1)); root causes: cache, db\n",
+		"web is unhealthy: it waits on api, cache; root causes: cache, db\n",
 		"root cause: cache: not registered\n  chain:    web → cache\n  waiting:  1 service waits on cache: web\n",
 		"root cause: db: no routable instance of 1 (1 shallow critical)\n  chain:    web → api → db\n" +
 			"  failing:  db-1 http (shallow) critical: GET /healthz: critical\n  waiting:  2 services wait on db: api, web\n",
