@@ -123,7 +123,9 @@ func startStack(t *testing.T) (string, *atomic.Bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var regErr, uiErr, uiOut syncBuffer
-	wg.Go(func() { run(ctx, []string{"registrar", "run", "-c", path, "--watch-config=false"}, io.Discard, &regErr) })
+	wg.Go(func() {
+		run(ctx, []string{"registrar", "run", "-c", path, "--watch-config=false"}, io.Discard, &regErr)
+	})
 	wg.Go(func() {
 		run(ctx, []string{"registrar", "ui", "--listen", "127.0.0.1:0", "--etcd", e.Endpoints[0], "--prefix", "/t"}, &uiOut, &uiErr)
 	})
