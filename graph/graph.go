@@ -2,7 +2,6 @@ package graph
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -121,38 +120,30 @@ const maxCheckInstances = 3
 // Build returns the graph of snap.
 func Build(snap *schema.Snapshot) *Graph {
 	g := &Graph{Rev: snap.Rev, index: map[string]int{}}
-	depSet := map[string]map[string]bool{}
+	depsOf := map[string][]string{}
 	for _, name := range snap.ServiceNames() {
 		sv := snap.Service(name)
-		n := nodeOf(sv)
-		set := map[string]bool{}
-		for _, in := range sv.Instances {
-			for _, d := range in.DependsOn {
-				set[d] = true
-			}
-		}
-		depSet[name] = set
+		depsOf[name] = DependsOn(sv)
 		g.index[name] = len(g.Nodes)
-		g.Nodes = append(g.Nodes, n)
+		g.Nodes = append(g.Nodes, nodeOf(sv))
 	}
 	// Dependencies nobody registered.
-	var missing []string
-	for _, set := range depSet {
-		for d := range set {
-			if _, ok := g.index[d]; !ok && !slices.Contains(missing, d) {
-				missing = append(missing, d)
+	for _, deps := range depsOf {
+		for _, d := range deps {
+			if _, ok := g.index[d]; !ok {
+				g.index[d] = len(g.Nodes)
+				g.Nodes = append(g.Nodes, Node{Name: d, Missing: true, Status: health.Critical, Reason: "not registered"})
 			}
 		}
-	}
-	for _, d := range missing {
-		g.index[d] = len(g.Nodes)
-		g.Nodes = append(g.Nodes, Node{Name: d, Missing: true, Status: health.Critical, Reason: "not registered"})
 	}
 	g.sortNodes()
 	g.deps, g.users = make([][]int, len(g.Nodes)), make([][]int, len(g.Nodes))
 	for i := range g.Nodes {
 		n := &g.Nodes[i]
-		n.DependsOn = slices.Sorted(maps.Keys(depSet[n.Name]))
+		n.DependsOn = depsOf[n.Name]
+		if n.DependsOn == nil {
+			n.DependsOn = []string{}
+		}
 		for _, d := range n.DependsOn {
 			j := g.index[d]
 			g.deps[i] = append(g.deps[i], j)
@@ -165,9 +156,6 @@ func Build(snap *schema.Snapshot) *Graph {
 		n.Dependents = make([]string, len(g.users[j]))
 		for k, i := range g.users[j] {
 			n.Dependents[k] = g.Nodes[i].Name
-		}
-		if n.DependsOn == nil {
-			n.DependsOn = []string{}
 		}
 	}
 	g.Cycles = g.findCycles()
