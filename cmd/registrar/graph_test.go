@@ -183,8 +183,9 @@ func TestLsShowsWhatDeepCriticalWaitsOn(t *testing.T) {
 		t.Fatalf("ls: exit %d: %s", code, errOut)
 	}
 	for _, want := range []string{
-		"waits on db\n",
-		"waits on api (root cause: db), cache\n",
+		"api-1    127.0.0.1:8080  passing   critical        waits on db\n",
+		// api is still routable: web-1's deep check fails on cache only.
+		"web-1    127.0.0.1:8080  passing   critical        waits on cache\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("ls: output does not contain %q:\n%s", want, out)
@@ -194,5 +195,18 @@ func TestLsShowsWhatDeepCriticalWaitsOn(t *testing.T) {
 		if strings.HasPrefix(line, "admin") && strings.Contains(line, "waits") {
 			t.Errorf("ls: a healthy instance waits on something: %q", line)
 		}
+	}
+}
+
+func TestLsNamesTheRootBehindADependency(t *testing.T) {
+	// api goes down because db is: web waits on api, and db is the cause.
+	e := etcdtest.Start(t)
+	cli := e.Client(t)
+	putInstance(t, cli, "db", "db-1", health.Critical, health.Critical)
+	putInstance(t, cli, "api", "api-1", health.Critical, health.Critical, "db")
+	putInstance(t, cli, "web", "web-1", health.Passing, health.Critical, "api")
+	code, out, errOut := registrar(t, e, "ls")
+	if want := "web-1  127.0.0.1:8080  passing   critical        waits on api (root cause: db)\n"; code != 0 || !strings.Contains(out, want) {
+		t.Errorf("ls: exit %d, output does not contain %q:\n%s%s", code, want, out, errOut)
 	}
 }

@@ -92,8 +92,9 @@ func containsRoot(roots []graph.Cause, service string) bool {
 
 // waitsOn says, for a deep-critical instance, which of its dependencies
 // it waits on and the root cause behind each: "waits on api (root cause:
-// db)". Empty when the instance is not deep-critical or none of its
-// dependencies is unhealthy (its own deep checks fail).
+// db)". A dependency is waited on when it has no routable instance: what
+// the instance's own dependency check sees. Empty when the instance is
+// not deep-critical or no dependency is down (its own checks fail).
 func waitsOn(g *graph.Graph, in schema.Instance) string {
 	if in.Health.Deep != health.Critical {
 		return ""
@@ -101,7 +102,7 @@ func waitsOn(g *graph.Graph, in schema.Instance) string {
 	var parts []string
 	for _, dep := range in.DependsOn {
 		n := g.Node(dep)
-		if n == nil || n.Healthy {
+		if n == nil || n.Status != health.Critical {
 			continue
 		}
 		if n.Root {

@@ -93,13 +93,16 @@ func run() error {
 	}
 	defer cli.Close()
 
-	// 2. Three sample services; web-2 flaps.
+	// 2. Sample services; web-2 flaps. They declare dependencies
+	// (web → api → db), so `registrar graph`, `why` and the page have a
+	// map to show.
 	var web2Healthy atomic.Bool
 	web2Healthy.Store(true)
 	apps := []*sampleApp{
-		{service: "web", id: "web-1", healthy: func() bool { return true }},
-		{service: "web", id: "web-2", healthy: web2Healthy.Load},
-		{service: "api", id: "api-1", healthy: func() bool { return true }},
+		{service: "web", id: "web-1", healthy: func() bool { return true }, deps: "api"},
+		{service: "web", id: "web-2", healthy: web2Healthy.Load, deps: "api"},
+		{service: "api", id: "api-1", healthy: func() bool { return true }, deps: "db"},
+		{service: "db", id: "db-1", healthy: func() bool { return true }},
 	}
 	var appsWG sync.WaitGroup
 	defer func() {
@@ -160,6 +163,10 @@ func run() error {
 	if err := procs.start(dir, "templater", filepath.Join(o.bins, "templater"), "run", "-c", tplCfg, "--listen", tplMetrics); err != nil {
 		return err
 	}
+	uiAddr := freeAddr()
+	if err := procs.start(dir, "ui", filepath.Join(o.bins, "registrar"), "ui", "--listen", uiAddr, "--etcd", endpoint); err != nil {
+		return err
+	}
 	if err := waitFor(ctx, 15*time.Second, func() bool { return strings.Contains(readFile(rendered), "web-2") }); err != nil {
 		return fmt.Errorf("the templater did not render %s (see %s/*.log): %w", rendered, dir, err)
 	}
@@ -183,23 +190,29 @@ func run() error {
 rewire demo is running (working directory %s)
 
   etcd (embedded)   %s
-  sample services   web-1 %s, web-2 %s (flaps every %s), api-1 %s
+  sample services   web-1 %s, web-2 %s (flaps every %s), api-1 %s, db-1 %s
+                    web depends on api, api on db
   registrar         pid %d, metrics http://%s/metrics, log registrar.log
   templater         pid %d, metrics http://%s/metrics, log templater.log
+  registry map      open http://%s/ in a browser (live: services, dependencies, root causes)
   rendered config   %s
-`, dir, endpoint, apps[0].addr, apps[1].addr, o.flap, apps[2].addr,
-		procs.pid("registrar"), regMetrics, procs.pid("templater"), tplMetrics, rendered)
+`, dir, endpoint, apps[0].addr, apps[1].addr, o.flap, apps[2].addr, apps[3].addr,
+		procs.pid("registrar"), regMetrics, procs.pid("templater"), tplMetrics, uiAddr, rendered)
 	if haproxy != "" {
 		fmt.Printf("  haproxy           pid %d, try: curl http://%s/web/   (and /api/)\n", procs.pid("haproxy"), lbAddr)
 	} else {
 		fmt.Println("  haproxy           not installed (apt-get install haproxy): the config is rendered but not served")
 	}
 	fmt.Printf(`
-Try:  bin/registrar ls --etcd %s
-      ETCDCTL_API=3 etcdctl --endpoints %s get --prefix /rewire/services/
+Try:  bin/registrar ls --etcd %[1]s
+      bin/registrar graph --etcd %[1]s            (--format dot|mermaid|json, --order, --impact db)
+      bin/registrar maint enable db --reason test --etcd %[1]s
+        then: bin/registrar why api --etcd %[1]s, and the page shows db as the root cause
+        (bin/registrar maint disable db --etcd %[1]s to undo)
+      ETCDCTL_API=3 etcdctl --endpoints %[1]s get --prefix /rewire/services/
 Ctrl-C stops everything.
 
-`, endpoint, endpoint)
+`, endpoint)
 
 	// 5. Flap web-2 and report when each flip reaches the rendered file.
 	ticker := time.NewTicker(o.flap)
@@ -262,6 +275,7 @@ func web2Enabled(cfg string) bool {
 type sampleApp struct {
 	service, id string
 	healthy     func() bool
+	deps        string // depends_on, comma-separated
 	addr        string
 	l           net.Listener
 	srv         *http.Server
@@ -294,6 +308,9 @@ func registrarYAML(endpoint string, apps []*sampleApp) string {
 	for _, a := range apps {
 		host, port, _ := net.SplitHostPort(a.addr)
 		fmt.Fprintf(&b, "  - name: %s\n    id: %s\n    address: %s\n    port: %s\n    tags: [demo]\n", a.service, a.id, host, port)
+		if a.deps != "" {
+			fmt.Fprintf(&b, "    depends_on: [%s]\n", a.deps)
+		}
 		fmt.Fprintf(&b, "    checks:\n      - {name: http, http: \"http://%s/healthz\", interval: 250ms, timeout: 200ms}\n", a.addr)
 	}
 	return b.String()
