@@ -28,6 +28,9 @@
 //	serviceOrAll NAME FRACTION routable instances, or (panic threshold) every instance
 //	                          not in maintenance or draining when fewer than FRACTION
 //	                          of them are routable
+//	dependencies NAME         the services NAME depends on (its instances' depends_on),
+//	                          sorted: the graph `registrar graph` draws
+//	dependents NAME           the services that depend on NAME, sorted
 //	cachedTemplate NAME KEY   executes the named template (define "NAME") with KEY as
 //	                          its dot, reusing its output from the previous render while
 //	                          nothing it read changed: a change to one service then

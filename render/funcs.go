@@ -10,6 +10,7 @@ import (
 
 	"github.com/Masterminds/sprig/v3"
 	sockaddr "github.com/hashicorp/go-sockaddr/template"
+	"github.com/rewire/rewire/graph"
 	"github.com/rewire/rewire/health"
 	"github.com/rewire/rewire/registry/schema"
 )
@@ -194,6 +195,17 @@ func registryFuncs(st *execState) template.FuncMap {
 				return v, nil
 			}
 			return def, nil
+		},
+		// The dependency graph's edges, from the same model as
+		// `registrar graph`. dependents reads every service: a change
+		// to any record may add or remove an edge to name.
+		"dependencies": func(name string) []string {
+			st.deps.service(st.snap, name)
+			return graph.DependsOn(st.snap.Service(name))
+		},
+		"dependents": func(name string) []string {
+			st.deps.all(st.snap)
+			return graph.DependentsIn(st.snap, name)
 		},
 		"cachedTemplate": func(name string, key reflect.Value) (string, error) {
 			return st.cached(name, key)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/rewire/rewire/graph"
 	"github.com/rewire/rewire/internal/daemon"
 	"github.com/rewire/rewire/registry"
 	"github.com/rewire/rewire/registry/schema"
@@ -72,6 +73,7 @@ func cmdLs(c *cli.Context) error {
 		fmt.Fprintf(out, "no services registered under %s\n", keys.Root())
 		return nil
 	}
+	g := graph.Build(snap)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tID\tADDRESS\tSHALLOW\tDEEP\tNODE\tNOTES")
 	for _, n := range names {
@@ -83,6 +85,9 @@ func cmdLs(c *cli.Context) error {
 			}
 			if in.Draining {
 				notes = append(notes, "draining")
+			}
+			if w := waitsOn(g, in); w != "" {
+				notes = append(notes, w)
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n, in.ID,
 				net.JoinHostPort(in.Address, strconv.Itoa(in.Port)), in.Health.Shallow, in.Health.Deep, in.Node, strings.Join(notes, ","))

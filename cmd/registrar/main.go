@@ -4,6 +4,9 @@
 //
 //	registrar run -c registrar.yaml
 //	registrar ls [SERVICE] [--json]
+//	registrar graph [--format text|json|dot|mermaid] [--order | --impact S | --service S]
+//	registrar why SERVICE [--json]
+//	registrar ui [--listen 127.0.0.1:9703]
 //	registrar maint enable|disable SERVICE[/ID] [--reason TEXT]
 //	registrar expect SERVICE N
 //	registrar wait SERVICE... [--timeout D]
@@ -59,6 +62,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				ArgsUsage: "[SERVICE]",
 				Flags:     etcdFlags(&cli.BoolFlag{Name: "json", Usage: "print JSON"}),
 				Action:    cmdLs,
+			},
+			{
+				Name:      "graph",
+				Usage:     "print the dependency graph, the start-up order, or what a service affects",
+				ArgsUsage: " ",
+				Flags:     etcdFlags(graphFlags()...),
+				Action:    cmdGraph,
+			},
+			{
+				Name:      "why",
+				Usage:     "explain why a service is unhealthy: its root causes, and what else waits on them",
+				ArgsUsage: "SERVICE",
+				Flags:     etcdFlags(&cli.BoolFlag{Name: "json", Usage: "print JSON"}),
+				Action:    cmdWhy,
+			},
+			{
+				Name:      "ui",
+				Usage:     "serve the registry map: a live web page of services, dependencies and root causes",
+				ArgsUsage: " ",
+				Flags:     etcdFlags(uiFlags()...),
+				Action:    cmdUI,
 			},
 			{
 				Name:  "maint",

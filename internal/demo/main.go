@@ -99,13 +99,16 @@ func run() error {
 	}
 	defer cli.Close()
 
-	// 2. Three sample services; web-2 flaps.
+	// 2. Sample services; web-2 flaps. They declare dependencies
+	// (web → api → db), so `registrar graph`, `why` and the page have a
+	// map to show.
 	var web2Healthy atomic.Bool
 	web2Healthy.Store(true)
 	apps := []*sampleApp{
-		{service: "web", id: "web-1", healthy: func() bool { return true }},
-		{service: "web", id: "web-2", healthy: web2Healthy.Load},
-		{service: "api", id: "api-1", healthy: func() bool { return true }},
+		{service: "web", id: "web-1", healthy: func() bool { return true }, deps: "api"},
+		{service: "web", id: "web-2", healthy: web2Healthy.Load, deps: "api"},
+		{service: "api", id: "api-1", healthy: func() bool { return true }, deps: "db"},
+		{service: "db", id: "db-1", healthy: func() bool { return true }},
 	}
 	var appsWG sync.WaitGroup
 	defer func() {
@@ -168,6 +171,10 @@ func run() error {
 	if err := procs.start(dir, "templater", filepath.Join(o.bins, "templater"), "run", "-c", tplCfg); err != nil {
 		return err
 	}
+	uiAddr := freeAddr()
+	if err := procs.start(dir, "ui", filepath.Join(o.bins, "registrar"), "ui", "--listen", uiAddr, "--etcd", endpoint); err != nil {
+		return err
+	}
 	if err := waitFor(ctx, 15*time.Second, func() bool { return strings.Contains(readFile(rendered), "web-2") }); err != nil {
 		return fmt.Errorf("the templater did not render %s (see %s/*.log): %w", rendered, dir, err)
 	}
@@ -191,25 +198,31 @@ func run() error {
 rewire demo is running (working directory %s)
 
   etcd (embedded)   %s
-  sample services   web-1 %s, web-2 %s (flaps every %s), api-1 %s
+  sample services   web-1 %s, web-2 %s (flaps every %s), api-1 %s, db-1 %s
+                    web depends on api, api on db
   registrar         pid %d, metrics http://%s/metrics, log registrar.log
   templater         pid %d, metrics http://%s/metrics, log templater.log
+  registry map      open http://%s/ in a browser (live: services, dependencies, root causes)
   rendered config   %s
-`, dir, endpoint, apps[0].addr, apps[1].addr, o.flap, apps[2].addr,
-		procs.pid("registrar"), regMetrics, procs.pid("templater"), tplMetrics, rendered)
+`, dir, endpoint, apps[0].addr, apps[1].addr, o.flap, apps[2].addr, apps[3].addr,
+		procs.pid("registrar"), regMetrics, procs.pid("templater"), tplMetrics, uiAddr, rendered)
 	if haproxy != "" {
 		fmt.Fprintf(out, "  haproxy           pid %d, try: curl http://%s/web/   (and /api/)\n", procs.pid("haproxy"), lbAddr)
 	} else {
 		fmt.Fprintln(out, "  haproxy           not installed (apt-get install haproxy): the config is rendered but not served")
 	}
 	fmt.Fprintf(out, `
-Try:  export REWIRE_ETCD=%s      # every registrar/templater command then uses this etcd
+Try:  export REWIRE_ETCD=%[1]s      # every registrar/templater command then uses this etcd
       bin/registrar ls
-      bin/templater status -c %s
-      ETCDCTL_API=3 etcdctl --endpoints %s get --prefix /rewire/services/
+      bin/registrar graph                      (--format dot|mermaid|json, --order, --impact db)
+      bin/registrar maint enable db --reason test
+        then: bin/registrar why api, and the page shows db as the root cause
+        (bin/registrar maint disable db to undo)
+      bin/templater status -c %[2]s
+      ETCDCTL_API=3 etcdctl --endpoints %[1]s get --prefix /rewire/services/
 Ctrl-C stops everything.
 
-`, endpoint, tplCfg, endpoint)
+`, endpoint, tplCfg)
 
 	// 5. Flap web-2 and report when each flip reaches the rendered file.
 	ticker := time.NewTicker(o.flap)
@@ -272,6 +285,7 @@ func web2Enabled(cfg string) bool {
 type sampleApp struct {
 	service, id string
 	healthy     func() bool
+	deps        string // depends_on, comma-separated
 	addr        string
 	l           net.Listener
 	srv         *http.Server
@@ -304,6 +318,9 @@ func registrarYAML(endpoint string, apps []*sampleApp) string {
 	for _, a := range apps {
 		host, port, _ := net.SplitHostPort(a.addr)
 		fmt.Fprintf(&b, "  - name: %s\n    id: %s\n    address: %s\n    port: %s\n    tags: [demo]\n", a.service, a.id, host, port)
+		if a.deps != "" {
+			fmt.Fprintf(&b, "    depends_on: [%s]\n", a.deps)
+		}
 		fmt.Fprintf(&b, "    checks:\n      - {name: http, http: \"http://%s/healthz\", interval: 250ms, timeout: 200ms}\n", a.addr)
 	}
 	return b.String()
