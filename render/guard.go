@@ -138,8 +138,8 @@ func (g Guards) evaluate(in guardInput) (h *hold, expired bool) {
 			}
 			continue
 		}
-		// Judged against the baseline and against the file now: a service
-		// that appeared after the baseline was taken still counts.
+		// Judged against everything the file showed over the window (the
+		// baseline and now), so removals in several renders add up.
 		removed, of := worstRemoval(in.baseline.Service(name), cur, after)
 		templateRemoved += removed
 		if g.MaxRemovedFraction > 0 && removed > 0 && float64(removed) > g.MaxRemovedFraction*float64(of) {
@@ -154,10 +154,7 @@ func (g Guards) evaluate(in guardInput) (h *hold, expired bool) {
 		}
 	}
 	if g.MassExpiryFraction > 0 && templateRemoved > 0 {
-		lost, before := fleetRemoved(in.baseline, in.snap)
-		if l, b := fleetRemoved(in.applied, in.snap); b > 0 && (before == 0 || float64(l)/float64(b) > float64(lost)/float64(before)) {
-			lost, before = l, b
-		}
+		lost, before := fleetRemoved(in.baseline, in.applied, in.snap)
 		if before > 0 && float64(lost) > g.MassExpiryFraction*float64(before) {
 			if bounded {
 				for _, name := range in.names {
@@ -227,15 +224,44 @@ func missing(before, after *schema.Service) int {
 	return n
 }
 
-// worstRemoval returns how many instances after lacks of base and of cur,
-// whichever is the larger share, and of how many.
+// worstRemoval returns how many of the instances in base or cur (what
+// the file showed over the window) after lacks, and of how many. The
+// union counts a service registered after the baseline was taken, and
+// does not count instances added since as removed from a smaller base.
 func worstRemoval(base, cur, after *schema.Service) (removed, of int) {
-	removed, of = missing(base, after), count(base)
-	if cur == base {
-		return removed, of
+	if cur == base || base == nil {
+		return missing(cur, after), count(cur)
 	}
-	if r, n := missing(cur, after), count(cur); n > 0 && (of == 0 || float64(r)/float64(n) > float64(removed)/float64(of)) {
-		removed, of = r, n
+	if cur == nil {
+		return missing(base, after), count(base)
+	}
+	b, c := base.Instances, cur.Instances
+	var a []schema.Instance
+	if after != nil {
+		a = after.Instances
+	}
+	i, j, k := 0, 0, 0
+	for i < len(b) || j < len(c) {
+		var id string
+		switch {
+		case j == len(c) || (i < len(b) && b[i].ID < c[j].ID):
+			id = b[i].ID
+			i++
+		case i == len(b) || c[j].ID < b[i].ID:
+			id = c[j].ID
+			j++
+		default: // in both
+			id = c[j].ID
+			i++
+			j++
+		}
+		of++
+		for k < len(a) && a[k].ID < id {
+			k++
+		}
+		if k == len(a) || a[k].ID != id {
+			removed++
+		}
 	}
 	return removed, of
 }
@@ -272,13 +298,18 @@ func restore(cur, after *schema.Service) *schema.Service {
 	return sv
 }
 
-// fleetRemoved counts the instances of every service in baseline that are
-// gone from snap, and all instances in baseline.
-func fleetRemoved(baseline, snap *schema.Snapshot) (lost, before int) {
-	for _, name := range baseline.ServiceNames() {
-		old := baseline.Service(name)
-		before += len(old.Instances)
-		lost += missing(old, snap.Service(name))
+// fleetRemoved counts the instances of every service that the file
+// showed over the window (baseline or applied) and that are gone from
+// snap, and all of those instances.
+func fleetRemoved(baseline, applied, snap *schema.Snapshot) (lost, before int) {
+	names := applied.ServiceNames()
+	if baseline != applied {
+		names = unionSorted(baseline.ServiceNames(), names)
+	}
+	for _, name := range names {
+		r, n := worstRemoval(baseline.Service(name), applied.Service(name), snap.Service(name))
+		lost += r
+		before += n
 	}
 	return lost, before
 }

@@ -123,7 +123,11 @@ func printStatus(w io.Writer, st Status) {
 			notes = append(notes, h)
 		}
 		if t.Error != "" {
-			notes = append(notes, "failing since "+t.FailingSince.Local().Format("15:04:05")+": "+firstLine(t.Error))
+			since := ""
+			if !t.FailingSince.IsZero() {
+				since = " since " + t.FailingSince.Local().Format("15:04:05")
+			}
+			notes = append(notes, "failing"+since+": "+firstLine(t.Error))
 		}
 		if t.ParseError != "" {
 			notes = append(notes, "source does not parse: "+firstLine(t.ParseError))

@@ -191,6 +191,12 @@ func TestHitlessFallback(t *testing.T) {
 	if _, err := l.WaitReflected(ctx, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	// Live-first: haproxy shows the change before its check has passed and
+	// the file is written; wait for the file too, or the deletion below
+	// races the end of this apply (which would repair it as drift).
+	if err := lab.Poll(ctx, 20*time.Second, "the file written after the live change", l.VerifyFile); err != nil {
+		t.Fatal(err)
+	}
 	m1 := reloadMetrics(t, l)
 	if n := sumPrefix(m1, "templater_reloads_total{") - sumPrefix(m0, "templater_reloads_total{"); n != 0 {
 		t.Errorf("templater_reloads_total grew by %g during the failed check and its fix, want 0", n)
