@@ -41,6 +41,8 @@ type options struct {
 	sizes                        []int
 	seed                         uint64
 	modes                        []bool // live, reload
+	checkFirst                   bool
+	noLoad                       bool
 }
 
 func main() {
@@ -53,6 +55,8 @@ func main() {
 	flag.IntVar(&o.changes, "changes", 100, "health flips per propagation size")
 	flag.StringVar(&sizes, "sizes", "10,1000", "server counts for propagation")
 	flag.Uint64Var(&o.seed, "seed", 5, "seed of the change order")
+	flag.BoolVar(&o.noLoad, "propagation-only", false, "skip the run under load; measure propagation only")
+	flag.BoolVar(&o.checkFirst, "check-first", false, "live mode with haproxy.live_first false: a server change waits for its check")
 	modes := flag.String("modes", "live,reload", "modes to run: live (runtime API), reload (every change)")
 	flag.Parse()
 	for _, m := range strings.Split(*modes, ",") {
@@ -96,6 +100,28 @@ func run(o options) error {
 		}
 	}
 	ctx := context.Background()
+	if !o.noLoad {
+		if err := loadRuns(ctx, o); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("\nPropagation: etcd put of a health flip → haproxy's live admin state changed (%d flips each)\n\n", o.changes)
+	fmt.Println("| servers | mode | p50 | p99 | max |")
+	fmt.Println("|---:|---|---:|---:|---:|")
+	for _, n := range o.sizes {
+		for _, live := range o.modes {
+			row, err := propagation(ctx, o, n, live)
+			if err != nil {
+				return err
+			}
+			fmt.Println(row)
+		}
+	}
+	return nil
+}
+
+// loadRuns runs every mode under load and prints its table.
+func loadRuns(ctx context.Context, o options) error {
 	fmt.Printf("%d keep-alive connections; changes: %+v\n\n", o.conns, lab.Issue5)
 	fmt.Println("| mode | changes | reloads | requests | non-2xx | socket errors | p99 latency |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
@@ -111,18 +137,6 @@ func run(o options) error {
 	fmt.Println()
 	for _, n := range notes {
 		fmt.Println(n)
-	}
-	fmt.Printf("\nPropagation: etcd put of a health flip → haproxy's live admin state changed (%d flips each)\n\n", o.changes)
-	fmt.Println("| servers | mode | p50 | p99 | max |")
-	fmt.Println("|---:|---|---:|---:|---:|")
-	for _, n := range o.sizes {
-		for _, live := range o.modes {
-			row, err := propagation(ctx, o, n, live)
-			if err != nil {
-				return err
-			}
-			fmt.Println(row)
-		}
 	}
 	return nil
 }
@@ -146,7 +160,7 @@ func newLab(ctx context.Context, o options, live bool, instances int, backends b
 		return nil, nil, err
 	}
 	l, err := lab.Start(ctx, lab.Options{Endpoints: e.Endpoints(), Templater: o.templater, HAProxy: o.haproxy,
-		Template: o.template, Dir: dir, Live: live, Instances: instances, Backends: backends})
+		Template: o.template, Dir: dir, Live: live, CheckFirst: o.checkFirst, Instances: instances, Backends: backends})
 	if err != nil {
 		e.Close()
 		os.RemoveAll(dir)

@@ -55,6 +55,10 @@ type Options struct {
 	// runtime API); false gives it `haproxy: {live: false}`: every change
 	// reloads.
 	Live bool
+	// CheckFirst gives a live template `live_first: false`: a server
+	// change waits for its check before it goes to the runtime API (the
+	// order before live-first), to measure what live-first saves.
+	CheckFirst bool
 	// Instances registered before haproxy starts (web-1...).
 	Instances int
 	// Backends starts a real HTTP server for every instance; without,
@@ -150,7 +154,9 @@ func Start(ctx context.Context, o Options) (l *Lab, err error) {
 	cfg.WriteString("    guards: {max_removed_fraction: 0, mass_expiry_fraction: 0}\n")
 	// Before haproxy runs there is nothing to reload.
 	fmt.Fprintf(&cfg, "    reload: %q\n", fmt.Sprintf("if [ -s %s ]; then kill -USR2 $(cat %s); fi", pid, pid))
-	if o.Live {
+	if o.Live && o.CheckFirst {
+		cfg.WriteString("    haproxy: {live_first: false}\n")
+	} else if o.Live {
 		cfg.WriteString("    haproxy: {}\n")
 	} else {
 		// The runtime API off: every change reloads (and the templater
