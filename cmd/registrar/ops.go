@@ -215,7 +215,14 @@ func cmdWait(c *cli.Context) error {
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	w := registry.NewWatcher(registry.WatcherOptions{Client: conn.Client, Keys: keys})
+	// Read only the services waited for (and maintenance): a registrar's
+	// least-privilege role may read no more, and `wait` runs under it in
+	// ExecStartPre. A refused read is logged, not waited on in silence.
+	log, err := daemon.Logger(c.App.ErrWriter, c.String(daemon.FlagLogLevel))
+	if err != nil {
+		return err
+	}
+	w := registry.NewWatcher(registry.WatcherOptions{Client: conn.Client, Keys: keys, Services: services, Logger: log})
 	wctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
