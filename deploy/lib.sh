@@ -95,8 +95,8 @@ rw_templater_config() {
 # SOCKET_GROUP is haproxy's bind option ("group haproxy", "gid 1234").
 rw_lb_files() {
   local root=$1 src=$2 group=$3 bind=$4
-  install -d -m 0755 "$root/etc/rewire" "$root/etc/haproxy" "$root/run/haproxy" "$root/var/lib/haproxy"
-  install -d -m 0755 "$root/etc/haproxy/rewire"
+  install -d -m 0755 "$root/etc/rewire" "$root/etc/haproxy" "$root/run/haproxy" "$root/etc/haproxy/rewire" \
+    "$root/var/lib/haproxy/rewire"
   install -m 0644 "$src/examples/haproxy/haproxy.cfg.tmpl" "$root/etc/rewire/haproxy.cfg.tmpl"
   rw_fill "$REWIRE_DEPLOY/config/haproxy-sockets.cfg" ROOT="$root" SOCKET_GROUP="$group" > "$root/etc/haproxy/rewire-sockets.cfg"
   [ -s "$root/etc/haproxy/rewire/haproxy.cfg" ] ||

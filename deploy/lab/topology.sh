@@ -32,6 +32,14 @@ net_up() {
 # link HOST up|down: the host's switch port.
 link() { ip -n "${NS}sw" link set "$1" "$2"; }
 
+# as_root_lib FUNCTION ARGS...: a deploy/lib.sh function that uses etcdctl,
+# on the client host, as root by its certificate (as provision.sh does).
+as_root_lib() {
+  on client env ETCDCTL_API=3 ETCDCTL_ENDPOINTS="$ENDPOINTS" ETCDCTL_CACERT="$LAB/pki/ca.crt" \
+    ETCDCTL_CERT="$LAB/pki/root.crt" ETCDCTL_KEY="$LAB/pki/root.key" REWIRE_DEPLOY="$REWIRE_DEPLOY" \
+    bash -c '. "$REWIRE_DEPLOY/lib.sh"; "$@"' - "$@"
+}
+
 pki_up() {
   local e
   for e in "${ETCDS[@]}"; do rw_pki "$LAB/pki" server "$e" "${IP[$e]}"; done
@@ -59,8 +67,7 @@ etcd_up() {
   log "etcd cluster healthy; creating users and roles (deploy/etcd-auth.sh)"
   local apps=""
   for h in app1 app2; do apps+="$h=${SERVICES[$h]} "; done
-  ETCDCTL_API=3 ETCDCTL_ENDPOINTS=$ENDPOINTS ETCDCTL_CACERT=$LAB/pki/ca.crt ETCDCTL_CERT=$LAB/pki/root.crt \
-    ETCDCTL_KEY=$LAB/pki/root.key REWIRE_DEPLOY=$REWIRE_DEPLOY on client bash -c ". '$REWIRE_DEPLOY/lib.sh'; rw_auth '$LAB/pki' '$apps' lb1"
+  as_root_lib rw_auth "$LAB/pki" "$apps" lb1
   ectl get /probe >/dev/null   # root by certificate, with authentication on
 }
 
@@ -123,11 +130,10 @@ lb_up() {
   rw_templater_config "$root" lb1 "$ENDPOINTS" > "$root/etc/rewire/templater.yaml"
   rw_lb_files "$root" "$src" "gid $GID_LBSOCK" "${IP[lb1]}:8000"
   chown -R "$UID_TEMPLATER:$UID_TEMPLATER" "$root/etc/rewire/pki" "$root/etc/rewire/templater.password" "$root/etc/haproxy/rewire"
-  chown "$UID_TEMPLATER:$UID_TEMPLATER" "$root/var/lib/haproxy"
+  chown "$UID_TEMPLATER:$UID_TEMPLATER" "$root/var/lib/haproxy/rewire"
   chown "$UID_HAPROXY:$GID_LBSOCK" "$root/run/haproxy"
   chmod 0770 "$root/run/haproxy"
-  ectl put /rewire/haproxy/bind "${IP[lb1]}:8000" >/dev/null
-  ectl put /rewire/haproxy/state_file "$root/var/lib/haproxy/server-state" >/dev/null
+  as_root_lib rw_lb_keys /rewire "${IP[lb1]}:8000" "$root/var/lib/haproxy/rewire/server-state"
   haproxy_start
   wait_for 20 "haproxy's master socket" test -S "$root/run/haproxy/master.sock"
   templater_start
