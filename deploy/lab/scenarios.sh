@@ -266,6 +266,31 @@ s_host_death() {
   check "host death: the hold clears" not_held
 }
 
+# metric NAME: the sum of an etcd metric over the three members.
+metric() {
+  local e sum=0 v
+  for e in "${ETCDS[@]}"; do
+    v=$(on client curl -fsS --max-time 3 --cacert "$LAB/pki/ca.crt" --cert "$LAB/pki/root.crt" --key "$LAB/pki/root.key" \
+      "https://${IP[$e]}:2379/metrics" | awk -v n="$1" '$1 == n {print $2}')
+    sum=$(awk -v a="$sum" -v b="${v:-0}" 'BEGIN{printf "%.0f", a + b}')
+  done
+  echo "$sum"
+}
+
+# s_sizing: what the steady lab costs etcd, over a 10 s measurement window
+# (numbers for docs/OPERATIONS.md's sizing section).
+s_sizing() {
+  local w0 p0 r0 w1 p1 r1
+  w0=$(metric etcd_debugging_mvcc_watcher_total)
+  p0=$(metric etcd_server_proposals_committed_total) r0=$(metric etcd_debugging_lease_renewed_total)
+  sleep 10 # the measurement window, not a wait for anything
+  w1=$(metric etcd_debugging_mvcc_watcher_total)
+  p1=$(metric etcd_server_proposals_committed_total) r1=$(metric etcd_debugging_lease_renewed_total)
+  note "sizing: $w1 watchers on the cluster for 3 daemons (2 registrars, 1 templater), $w0 before the window"
+  note "sizing: steady state over 10s: $(( (p1 - p0) / 3 )) raft proposals per member, $((r1 - r0)) lease renewals (2 leases: one per registrar, renewed every TTL/3 = ${LEASE_TTL}s/3)"
+  check "sizing: the steady registry costs etcd no writes" test $(( (p1 - p0) / 3 )) -le 1
+}
+
 run_scenarios() {
   local s
   for s in reach_both rbac propagation leader_kill templater_restart link_cut host_death; do
@@ -273,6 +298,7 @@ run_scenarios() {
     "s_$s" || fail "scenario $s stopped early"
   done
   check "at the end every instance is passing and routable" back_in_lb
+  s_sizing
   registrar_as operator ls > "$LAB/ls.txt" 2>&1 || true
   note "registrar ls at the end:"
   while IFS= read -r l; do note "  $l"; done < "$LAB/ls.txt"
