@@ -60,10 +60,11 @@ func handler(name, node, upstream string) http.Handler {
 	})
 	client := &http.Client{Timeout: 2 * time.Second}
 	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "%s on %s\n", name, node)
+		own := fmt.Sprintf("%s on %s\n", name, node)
 		// Behind the load balancer the path keeps its service prefix
 		// (/web/chain): the suffix decides.
 		if upstream == "" || !strings.HasSuffix(r.URL.Path, "/chain") {
+			io.WriteString(w, own)
 			return
 		}
 		req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, upstream, nil)
@@ -77,7 +78,13 @@ func handler(name, node, upstream string) http.Handler {
 			return
 		}
 		defer resp.Body.Close()
-		io.Copy(w, io.LimitReader(resp.Body, 1<<16))
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+		if err != nil || resp.StatusCode != http.StatusOK {
+			http.Error(w, fmt.Sprintf("upstream: %s %v", resp.Status, err), http.StatusBadGateway)
+			return
+		}
+		io.WriteString(w, own)
+		w.Write(body)
 	})
 	return mux
 }
