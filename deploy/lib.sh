@@ -116,6 +116,17 @@ rw_lb_keys() {
   ETCDCTL_API=3 etcdctl put "$1/haproxy/state_file" "$3" >/dev/null
 }
 
+# rw_depends_on SERVICES: the services that SERVICES (comma-separated)
+# depend on, from their config/services/*.yaml blocks, comma-separated:
+# what a registrar running them must be able to read.
+rw_depends_on() {
+  local s out=()
+  for s in ${1//,/ }; do
+    out+=($(sed -n 's/^ *depends_on: *\[\(.*\)\]/\1/p' "$REWIRE_DEPLOY/config/services/$s.yaml" | tr -d ' ' | tr ',' ' '))
+  done
+  (IFS=,; echo "${out[*]}" | tr ',' '\n' | sort -u | paste -sd, -)
+}
+
 # rw_auth PKI APPS LBS: etcd's users and roles for the topology, through
 # deploy/etcd-auth.sh: root (password in PKI/root.password), one
 # registrar-NODE per app host (APPS: "node=svc,svc node=svc"), one
@@ -128,7 +139,11 @@ rw_auth() {
   local pki=$1 a n
   rw_password "$pki/root.password"
   "$REWIRE_DEPLOY/etcd-auth.sh" init "$pki/root.password"
-  for a in $2; do "$REWIRE_DEPLOY/etcd-auth.sh" registrar "registrar-${a%%=*}" - "${a#*=}"; done
+  local deps
+  for a in $2; do
+    deps=$(rw_depends_on "${a#*=}")
+    "$REWIRE_DEPLOY/etcd-auth.sh" registrar "registrar-${a%%=*}" - "${a#*=}" ${deps:+"$deps"}
+  done
   for n in $3; do
     rw_password "$pki/templater-$n.password"
     "$REWIRE_DEPLOY/etcd-auth.sh" templater "templater-$n" "$pki/templater-$n.password"
