@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -29,6 +30,14 @@ type WatcherOptions struct {
 	// AfterSync, if set, is called after each full read is published (the
 	// first one and every resync), from Run's goroutine.
 	AfterSync func()
+	// Services, when not empty, scopes the Watcher to these services'
+	// instances plus every maintenance and expect key, instead of the whole
+	// prefix: what a registrar reads, under an etcd role that allows only
+	// that. Free-form keys and other services are then absent. The first
+	// read is one revision; afterwards each range's changes arrive in order
+	// but different ranges' may interleave, and Current().Rev is the
+	// newest revision applied.
+	Services []string
 }
 
 // Watcher keeps a schema.Snapshot of the registry current. Run does the
@@ -41,10 +50,11 @@ type Watcher struct {
 	progress  time.Duration
 	afterSync func()
 
-	resyncs  prometheus.Counter
-	invalid  prometheus.Counter
-	events   prometheus.Counter
-	revision prometheus.Gauge
+	resyncs      prometheus.Counter
+	invalid      prometheus.Counter
+	events       prometheus.Counter
+	revision     prometheus.Gauge
+	storeChanges prometheus.Counter
 
 	// mu guards the fields below.
 	mu          sync.Mutex
@@ -52,6 +62,9 @@ type Watcher struct {
 	reported    map[string]string // key → last invalid-record error logged
 	lastContact time.Time         // etcd last answered the watch (event, progress or read)
 	etcdRev     int64             // the newest store revision etcd reported
+	cluster     uint64            // the cluster ID of the last full read
+	storeChange StoreChange       // the last time etcd turned out to be another store
+	scope       scope             // WatcherOptions.Services and Rescope
 }
 
 // NewWatcher returns a Watcher; call Run to start it.
@@ -63,6 +76,7 @@ func NewWatcher(opts WatcherOptions) *Watcher {
 	w := &Watcher{
 		progress:  opts.ProgressInterval,
 		afterSync: opts.AfterSync,
+		scope:     scope{services: slices.Clone(opts.Services)},
 		cli:       opts.Client,
 		keys:      opts.Keys,
 		log:       logger(opts.Logger).With("component", "registry.watcher"),
@@ -76,6 +90,8 @@ func NewWatcher(opts WatcherOptions) *Watcher {
 			Help: "Watch events applied to the in-memory registry."}),
 		revision: f.NewGauge(prometheus.GaugeOpts{Name: "registry_revision",
 			Help: "etcd revision of the current in-memory registry."}),
+		storeChanges: f.NewCounter(prometheus.CounterOpts{Name: "registry_store_changes_total",
+			Help: "Times etcd turned out not to be the store the registry was read from (wiped, restored from a backup, replaced), each followed by a full read."}),
 	}
 	f.NewGaugeFunc(prometheus.GaugeOpts{Name: "registry_staleness_seconds",
 		Help: "Seconds since etcd last confirmed the in-memory registry is current (event, progress notification or read)."},
@@ -147,8 +163,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if errors.Is(err, ErrStoreChanged) {
+			continue // reported; read the new store at once
+		}
 		d := b.next()
-		w.log.Warn("registry watch interrupted; resyncing", "err", err, "retry_in", d)
+		w.log.Warn("registry watch interrupted; resyncing", "err", err, "retry_in", d.String())
 		select {
 		case <-ctx.Done():
 			return nil
@@ -160,9 +179,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 // session does one Get and follows it with a Watch until the watch fails.
 func (w *Watcher) session(ctx context.Context, b *backoff) error {
 	w.resyncs.Inc()
-	x, rev, err := w.read(ctx)
+	x, rev, cluster, vers, err := w.read(ctx)
 	if err != nil {
 		return err
+	}
+	if err := w.sameStore(rev, cluster); err != nil {
+		w.storeChanged(err)
 	}
 	w.publish(x.Snapshot(rev))
 	b.reset()
@@ -171,14 +193,30 @@ func (w *Watcher) session(ctx context.Context, b *backoff) error {
 	}
 	wctx, cancel := context.WithCancel(etcd.WithRequireLeader(ctx))
 	defer cancel()
-	wch := w.cli.Watch(wctx, w.keys.Root(), etcd.WithPrefix(), etcd.WithRev(rev+1), etcd.WithProgressNotify())
+	wch, stopWatch := w.watch(wctx, rev+1)
+	defer stopWatch()
 	tick := time.NewTicker(w.progress)
 	defer tick.Stop()
+	// probe fires a moment after a progress request; if etcd has not
+	// answered it by then, a cheap read checks that it is still the same
+	// store (a watch resumed on a wiped one is silent, see ErrStoreChanged).
+	probe := time.NewTimer(time.Hour)
+	probe.Stop()
+	defer probe.Stop()
 	quiet := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-probe.C:
+			if quiet == 0 {
+				continue // answered meanwhile
+			}
+			if err := w.probeStore(wctx, rev); err != nil {
+				w.storeChanged(err)
+				return err
+			}
+			continue
 		case <-tick.C:
 			// Ask for a progress notification: it proves the watch is
 			// current even when nothing changes.
@@ -190,6 +228,7 @@ func (w *Watcher) session(ctx context.Context, b *backoff) error {
 			pctx, cancel := context.WithTimeout(wctx, w.progress)
 			w.cli.RequestProgress(pctx)
 			cancel()
+			probe.Reset(min(time.Second, w.progress/2))
 			continue
 		case resp, ok := <-wch:
 			if !ok {
@@ -207,10 +246,14 @@ func (w *Watcher) session(ctx context.Context, b *backoff) error {
 				continue
 			}
 			for _, ev := range resp.Events {
+				if err := vers.fits(ev); err != nil {
+					w.storeChanged(err)
+					return err
+				}
 				w.apply(x, ev.Kv.Key, ev.Kv.Value, ev.Type == mvccpb.DELETE)
 			}
 			w.events.Add(float64(len(resp.Events)))
-			rev = resp.Events[len(resp.Events)-1].Kv.ModRevision
+			rev = max(rev, resp.Events[len(resp.Events)-1].Kv.ModRevision)
 			w.publish(x.Snapshot(rev))
 		}
 	}
@@ -220,14 +263,27 @@ func (w *Watcher) session(ctx context.Context, b *backoff) error {
 // keeps the memory peak of a large registry's first read low.
 const readPage = 1000
 
-// read loads the whole registry at one revision into a new Index. Pages
-// after the first are read at the first one's revision, so the result is
-// one consistent snapshot.
-func (w *Watcher) read(ctx context.Context) (*schema.Index, int64, error) {
-	x := schema.NewIndex(w.keys)
-	root := w.keys.Root()
-	end := etcd.GetPrefixRangeEnd(root)
-	from, rev := root, int64(0)
+// read loads the whole registry (every range of w.ranges) at one revision
+// into a new Index.
+// It also returns the cluster ID etcd answered with and the version of
+// every key read, to check the watch that follows against.
+func (w *Watcher) read(ctx context.Context) (x *schema.Index, rev int64, cluster uint64, vers versions, err error) {
+	x, vers = schema.NewIndex(w.keys), versions{}
+	for _, r := range w.ranges() {
+		if rev, cluster, err = w.readRange(ctx, x, vers, r, rev); err != nil {
+			return nil, 0, 0, nil, err
+		}
+	}
+	return x, rev, cluster, vers, nil
+}
+
+// readRange loads one range into x at revision rev, or at the current one
+// when rev is 0, and returns the revision read. Pages after the first are
+// read at the first one's revision, so the result is one consistent
+// snapshot.
+func (w *Watcher) readRange(ctx context.Context, x *schema.Index, vers versions, r keyRange, rev int64) (int64, uint64, error) {
+	root, end := r.from, r.end
+	from := root
 	for {
 		opts := []etcd.OpOption{etcd.WithRange(end), etcd.WithLimit(readPage)}
 		if rev != 0 {
@@ -237,7 +293,7 @@ func (w *Watcher) read(ctx context.Context) (*schema.Index, int64, error) {
 		resp, err := w.cli.Get(gctx, from, opts...)
 		cancel()
 		if err != nil {
-			return nil, 0, fmt.Errorf("get %s: %w", root, err)
+			return 0, 0, fmt.Errorf("get %s: %w", root, err)
 		}
 		if rev == 0 {
 			rev = resp.Header.Revision
@@ -245,9 +301,10 @@ func (w *Watcher) read(ctx context.Context) (*schema.Index, int64, error) {
 		}
 		for _, kv := range resp.Kvs {
 			w.apply(x, kv.Key, kv.Value, false)
+			vers[keyHash(kv.Key)] = kv.Version
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
-			return x, rev, nil
+			return rev, resp.Header.ClusterId, nil
 		}
 		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
@@ -283,7 +340,7 @@ func (w *Watcher) forget(k string) {
 // Snapshot reads the registry once, at one revision, without watching: for
 // one-shot renders and queries. Invalid entries are skipped and logged.
 func (w *Watcher) Snapshot(ctx context.Context) (*schema.Snapshot, error) {
-	x, rev, err := w.read(ctx)
+	x, rev, _, _, err := w.read(ctx)
 	if err != nil {
 		return nil, err
 	}

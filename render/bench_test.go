@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"testing"
@@ -87,7 +88,7 @@ func BenchmarkRender(b *testing.B) {
 	for _, n := range benchSizes {
 		b.Run(fmt.Sprintf("instances=%d", n), func(b *testing.B) {
 			_, snap := benchIndex(b, n)
-			out, _, err := prog.execute(snap, benchKeys, nil)
+			out, _, err := prog.execute(context.Background(), snap, benchKeys, nil, TargetConfig{}.limits())
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -97,7 +98,7 @@ func BenchmarkRender(b *testing.B) {
 			b.SetBytes(int64(len(out)))
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, _, err := prog.execute(snap, benchKeys, nil); err != nil {
+				if _, _, err := prog.execute(context.Background(), snap, benchKeys, nil, TargetConfig{}.limits()); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -114,7 +115,7 @@ func BenchmarkDepsChanged(b *testing.B) {
 	prog := benchProgram(b)
 	for _, n := range benchSizes {
 		x, snap := benchIndex(b, n)
-		_, deps, err := prog.execute(snap, benchKeys, nil)
+		_, deps, err := prog.execute(context.Background(), snap, benchKeys, nil, TargetConfig{}.limits())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -128,7 +129,7 @@ func BenchmarkDepsChanged(b *testing.B) {
 			b.Fatal(err)
 		}
 		unchanged := x.Snapshot(3)
-		_, deps2, err := prog.execute(changed, benchKeys, nil)
+		_, deps2, err := prog.execute(context.Background(), changed, benchKeys, nil, TargetConfig{}.limits())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -188,13 +189,13 @@ func BenchmarkRenderChange(b *testing.B) {
 				snaps = append(snaps, x.Snapshot(int64(k+2)))
 			}
 			cache := newBlockCache()
-			if _, _, err := prog.execute(first, benchKeys, cache); err != nil {
+			if _, _, err := prog.execute(context.Background(), first, benchKeys, cache, TargetConfig{}.limits()); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
 			k := 0
 			for b.Loop() {
-				if _, _, err := prog.execute(snaps[k%len(snaps)], benchKeys, cache); err != nil {
+				if _, _, err := prog.execute(context.Background(), snaps[k%len(snaps)], benchKeys, cache, TargetConfig{}.limits()); err != nil {
 					b.Fatal(err)
 				}
 				k++

@@ -105,6 +105,10 @@ func shellQuote(s string) string {
 // maxCmdOutput bounds how much of a command's output is kept for errors.
 const maxCmdOutput = 4096
 
+// errCommandTimeout is the cause of a command's context when its own
+// timeout ends it, to tell that from a cancellation of the caller.
+var errCommandTimeout = errors.New("command timeout")
+
 // ErrCommand is wrapped by every failure of a check or reload command.
 var ErrCommand = errors.New("render: command failed")
 
@@ -114,16 +118,19 @@ func (c Command) run(ctx context.Context, v cmdVars, timeout time.Duration) (str
 	if err != nil {
 		return "", err
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	cctx, cancel := context.WithTimeoutCause(ctx, timeout, errCommandTimeout)
 	defer cancel()
-	cmd, out := proc.Command(ctx, argv, maxCmdOutput, time.Second)
+	cmd, out := proc.Command(cctx, argv, maxCmdOutput, time.Second)
 	err = cmd.Run()
 	text := strings.TrimSpace(out.String())
 	if err != nil {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("timed out after %s", timeout)
+		switch {
+		case errors.Is(context.Cause(cctx), errCommandTimeout):
+			err = fmt.Errorf("timed out after %s (command_timeout): %w", timeout, err)
+		case ctx.Err() != nil:
+			err = fmt.Errorf("cancelled (%w): %w", context.Cause(ctx), err)
 		}
-		return text, fmt.Errorf("%w: %s: %v", ErrCommand, c, err)
+		return text, fmt.Errorf("%w: %s: %w", ErrCommand, c, err)
 	}
 	return text, nil
 }

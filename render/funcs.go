@@ -42,6 +42,25 @@ func baseFuncs() template.FuncMap {
 			return sortAlpha(list)
 		}
 	}
+	// until and untilStep build the whole list before the template sees
+	// it: bound them, so `until 1000000000000` fails instead of taking
+	// the machine's memory.
+	if until, ok := m["until"].(func(int) []int); ok {
+		m["until"] = func(n int) ([]int, error) {
+			if n > maxListLen || n < -maxListLen {
+				return nil, fmt.Errorf("until %d: more than %d elements", n, maxListLen)
+			}
+			return until(n), nil
+		}
+	}
+	if untilStep, ok := m["untilStep"].(func(int, int, int) []int); ok {
+		m["untilStep"] = func(start, stop, step int) ([]int, error) {
+			if step != 0 && (stop-start)/step > maxListLen {
+				return nil, fmt.Errorf("untilStep %d %d %d: more than %d elements", start, stop, step, maxListLen)
+			}
+			return untilStep(start, stop, step), nil
+		}
+	}
 	maps.Copy(m, registryFuncs(&execState{}))
 	return m
 }
@@ -56,6 +75,8 @@ type execState struct {
 	tmpl  *template.Template // the clone being executed
 	cache *blockCache        // nil: no caching
 	block *blockEntry        // the cached block being executed; nil at top level
+	// budget is what the render may still spend; nil outside a render.
+	budget *budget
 }
 
 // registryFuncs returns the registry functions bound to st.
@@ -179,6 +200,18 @@ func registryFuncs(st *execState) template.FuncMap {
 		},
 		"ls":   func(path string) ([]schema.KV, error) { return list(path, false) },
 		"tree": func(path string) ([]schema.KV, error) { return list(path, true) },
+		// The render's limits: checked at the top of every range body (see
+		// instrument), and before repeat builds a string.
+		tickFunc: func() (string, error) { return "", st.budget.check() },
+		"repeat": func(count int, s string) (string, error) {
+			if count < 0 {
+				return "", fmt.Errorf("repeat: negative count %d", count)
+			}
+			if err := st.budget.allows(int64(count) * int64(len(s))); err != nil {
+				return "", err
+			}
+			return strings.Repeat(s, count), nil
+		},
 	}
 }
 

@@ -3,6 +3,7 @@ package render_test
 import (
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -52,14 +53,14 @@ func TestGuardMinServersHoldsWhileViolated(t *testing.T) {
 			t.Errorf("min_servers trips = %v, want 1", n)
 		}
 
-		// An hour later, and with another change the template reads: still
-		// held, the whole file stays.
+		// An hour later, and with another change the template reads: the
+		// removal is still held, the other change goes out.
 		time.Sleep(time.Hour)
 		src.change(t, map[string]string{"/rewire/app/msg": "later"})
 		r.Kick("site")
 		synctest.Wait()
-		if !good.same(t, dest) {
-			t.Errorf("destination an hour later = %q, want it untouched", readFile(t, dest))
+		if got, want := readFile(t, dest), "server web-1\nserver web-2\nmsg=later\n"; got != want {
+			t.Errorf("destination an hour later = %q, want %q", got, want)
 		}
 		if st := tg.Status(); st.HeldBy != render.GuardMinServers {
 			t.Errorf("Status().HeldBy an hour later = %q, want %q", st.HeldBy, render.GuardMinServers)
@@ -139,8 +140,20 @@ func TestGuardDecisions(t *testing.T) {
 			if st.HeldBy != tc.want {
 				t.Errorf("Apply(after) held by %q (%s), want %q", st.HeldBy, st.Held, tc.want)
 			}
-			if got := readFile(t, tg.Destination()); (got == good) != (tc.want != "") || changed != (tc.want == "") {
-				t.Errorf("Apply(after) = changed %v, destination %q (before %q); want held: %v", changed, got, good, tc.want != "")
+			// A hold keeps the removed instances and nothing else: the
+			// health change of web-1 goes out whenever web-1 is still there.
+			got := readFile(t, tg.Destination())
+			for _, k := range tc.after {
+				id := k[strings.LastIndex(k, "/")+1:]
+				if svc := strings.Split(k, "/")[3]; !strings.Contains(tmpl, `"`+svc+`"`) {
+					continue // the template does not print it
+				}
+				if kept := strings.Contains(got, id+" "); kept != (tc.want != "") {
+					t.Errorf("Apply(after): %s in the destination = %v, want %v (held: %v); destination %q", id, kept, tc.want != "", tc.want != "", got)
+				}
+			}
+			if strings.Contains(tmpl, "Health") && !slices.Contains(tc.after, "/rewire/services/web/web-1") && !strings.Contains(got, "web-1 critical") {
+				t.Errorf("Apply(after) = changed %v, destination %q, want web-1's health change applied (before %q)", changed, got, good)
 			}
 		})
 	}

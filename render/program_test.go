@@ -1,6 +1,7 @@
 package render
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -40,7 +41,7 @@ func TestProgramReusesBoundClones(t *testing.T) {
 		wants = append(wants, fmt.Sprintf("w1=%s v%d", st, i))
 	}
 	check := func(i int) error {
-		out, deps, err := p.execute(snaps[i], benchKeys, nil)
+		out, deps, err := p.execute(context.Background(), snaps[i], benchKeys, nil, TargetConfig{}.limits())
 		if err != nil {
 			return err
 		}
@@ -100,12 +101,12 @@ func TestReparseDuringRender(t *testing.T) {
 	if changed, err := tg.Reparse(); err != nil || !changed {
 		t.Fatalf("Reparse() = %v, %v; want true, nil", changed, err)
 	}
-	out, deps, err := old.execute(snap, benchKeys, old.cache) // the old render ends now
+	out, deps, err := old.execute(context.Background(), snap, benchKeys, old.cache, TargetConfig{}.limits()) // the old render ends now
 	if err != nil || string(out) != "OLD web;" {
 		t.Fatalf("old render = %q, %v", out, err)
 	}
 	tg.tried = deps // as plan records it
-	tg.commit(snap, deps, old, true, "file updated")
+	tg.commit(&planned{snap: snap, deps: deps, prog: old}, true, "file updated")
 	if out, err := tg.Render(snap); err != nil || string(out) != "NEW web;" {
 		t.Errorf("Render after Reparse = %q, %v; want %q: a block cached by the old source leaked", out, err, "NEW web;")
 	}
@@ -182,7 +183,7 @@ func TestNestedBlocksKept(t *testing.T) {
 	rev := int64(1)
 	render := func() {
 		t.Helper()
-		if _, _, err := p.execute(x.Snapshot(rev), benchKeys, p.cache); err != nil {
+		if _, _, err := p.execute(context.Background(), x.Snapshot(rev), benchKeys, p.cache, TargetConfig{}.limits()); err != nil {
 			t.Fatal(err)
 		}
 		rev++

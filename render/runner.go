@@ -2,6 +2,7 @@ package render
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -303,6 +304,12 @@ type result struct {
 // applyOnce plans every target against snap, installs the changed ones,
 // reloads once, verifies, and rolls the whole group back if the reload or
 // a verify fails. It returns one result per target.
+//
+// Rendering stops when ctx ends. Once the first file is installed, the
+// rest of the apply (check, swap, reload, confirm, verify, commit or
+// rollback) runs to its end on a context that shutdown and config reloads
+// do not cancel, bounded by the command timeouts: a file on disk and the
+// process using it never end out of step.
 func (g *group) applyOnce(ctx context.Context, snap *schema.Snapshot, force bool) []result {
 	for _, t := range g.targets {
 		t.apply.Lock()
@@ -310,27 +317,36 @@ func (g *group) applyOnce(ctx context.Context, snap *schema.Snapshot, force bool
 	}
 	t0 := time.Now()
 	results := make([]result, len(g.targets))
-	var done []*installed
-	var doneIdx []int
+	plans := make([]*planned, len(g.targets))
 	skipped := make([]bool, len(g.targets))
 	for i, t := range g.targets {
-		p, err := t.plan(snap, force)
-		if err == errSkipped {
+		p, err := t.plan(ctx, snap, force)
+		if errors.Is(err, errSkipped) {
 			skipped[i], err = true, nil
 		}
-		if err == nil && p != nil {
-			var in *installed
-			if in, err = t.install(ctx, p); err == nil {
+		plans[i], results[i].err = p, err
+	}
+	if ctx.Err() != nil {
+		return results // stopping: nothing was installed, nothing to finish
+	}
+	actx := context.WithoutCancel(ctx)
+	var done []*installed
+	var doneIdx []int
+	for i, t := range g.targets {
+		if p := plans[i]; p != nil && results[i].err == nil {
+			in, err := t.install(actx, p)
+			if err == nil {
 				done, doneIdx = append(done, in), append(doneIdx, i)
 				results[i].changed = true
 			}
-		}
-		if err != nil {
 			results[i].err = err
+		}
+		if err := results[i].err; err != nil {
 			t.fail(err)
 			t.log.Error("template not applied; the previous file stays in place", "rev", snap.Rev, "err", err)
 		}
 	}
+	ctx = actx
 	// HAProxy templates whose change touched only servers are applied live;
 	// the group reloads if any installed template still needs it.
 	needReload := false
@@ -400,7 +416,7 @@ func (g *group) applyOnce(ctx context.Context, snap *schema.Snapshot, force bool
 		case in.whyReload != "":
 			how = "file updated, not reloaded (no reload command or haproxy.master): " + in.whyReload
 		}
-		in.t.commit(snap, in.plan.deps, in.plan.prog, true, how)
+		in.t.commit(in.plan, true, how)
 		in.t.log.Info(msg, "path", in.t.cfg.Destination, "rev", snap.Rev)
 		// Off the path of the change: the new file is already in use.
 		if err := in.t.syncDir(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,10 @@ type TargetConfig struct {
 	Verify Command `yaml:"verify"`
 	// CommandTimeout bounds check, reload and verify; default 30s.
 	CommandTimeout time.Duration `yaml:"command_timeout"`
+	// RenderTimeout bounds one render; default DefaultRenderTimeout.
+	RenderTimeout time.Duration `yaml:"render_timeout"`
+	// MaxOutput bounds the rendered file; default DefaultMaxOutput.
+	MaxOutput ByteSize `yaml:"max_output"`
 	// Wait overrides the templater's quiescence for this template.
 	Wait *WaitConfig `yaml:"wait"`
 	// ReloadMinInterval is the least time between two reloads; changes in
@@ -129,20 +134,25 @@ type Target struct {
 	apply sync.Mutex
 
 	// mu guards the fields below.
-	mu          sync.Mutex
-	prog        *program
-	srcText     string // the source the template was parsed from
-	tmplChanged bool
-	parseErr    error
-	deps        *Deps            // what the file's render read
-	tried       *Deps            // what the last render attempt read
-	applied     *schema.Snapshot // the snapshot the file reflects
-	lastErr     error
-	lastChange  time.Time
-	lastApply   string // how the last change reached its consumer
-	drift       string // haproxy differs from the file and cannot be repaired live
-	held        *hold
-	heldSince   time.Time
+	mu           sync.Mutex
+	prog         *program
+	srcText      string // the source the template was parsed from
+	tmplChanged  bool
+	parseErr     error
+	deps         *Deps            // what the file's render read
+	tried        *Deps            // what the last render attempt read
+	applied      *schema.Snapshot // the snapshot the file reflects
+	lastErr      error
+	failingSince time.Time // when lastErr went from nil to set
+	lastChange   time.Time
+	lastApply    string // how the last change reached its consumer
+	drift        string // haproxy differs from the file and cannot be repaired live
+	held         *hold
+	heldSince    time.Time
+	// baseline is what the file reflected at baselineAt, up to a hold
+	// window ago: the fraction guards add removals up against it.
+	baseline   *schema.Snapshot
+	baselineAt time.Time
 }
 
 // NewTarget reads and parses cfg.Source. A parse error names the file and
@@ -223,13 +233,19 @@ func (t *Target) Source() string { return t.cfg.Source }
 
 // Parse parses template text with every function of the package. name
 // appears in error messages (use the source file's name).
+// Every range body gets a check of the render's limits.
 func Parse(name, text string) (*template.Template, error) {
-	return template.New(name).Option("missingkey=error").Funcs(baseFuncs()).Parse(text)
+	t, err := template.New(name).Option("missingkey=error").Funcs(baseFuncs()).Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	instrument(t)
+	return t, nil
 }
 
-// Execute runs tmpl against snap in memory.
+// Execute runs tmpl against snap in memory, under the default limits.
 func Execute(tmpl *template.Template, snap *schema.Snapshot, keys schema.Keys) ([]byte, error) {
-	out, _, err := newProgram(tmpl).execute(snap, keys, nil)
+	out, _, err := newProgram(tmpl).execute(context.Background(), snap, keys, nil, TargetConfig{}.limits())
 	return out, err
 }
 
@@ -282,7 +298,7 @@ func (p *program) bound() (*execState, error) {
 // kept: renders of one Target are serialized, and an occasional
 // concurrent Render just binds a clone of its own.
 func (p *program) release(st *execState) {
-	st.snap, st.deps, st.cache, st.block = nil, nil, nil, nil
+	st.snap, st.deps, st.cache, st.block, st.budget = nil, nil, nil, nil, nil
 	p.mu.Lock()
 	if len(p.free) < 2 {
 		p.free = append(p.free, st)
@@ -291,31 +307,35 @@ func (p *program) release(st *execState) {
 }
 
 // execute runs the template against snap and records what it read. cache
-// (may be nil) keeps cachedTemplate blocks between renders.
-func (p *program) execute(snap *schema.Snapshot, keys schema.Keys, cache *blockCache) ([]byte, *Deps, error) {
+// (may be nil) keeps cachedTemplate blocks between renders. The render
+// stops with an ErrRenderLimit error when it goes over lim or ctx ends.
+func (p *program) execute(ctx context.Context, snap *schema.Snapshot, keys schema.Keys, cache *blockCache, lim limits) ([]byte, *Deps, error) {
 	st, err := p.bound()
 	if err != nil {
 		return nil, nil, err
 	}
 	defer p.release(st)
 	deps := newDeps()
-	st.snap, st.keys, st.deps, st.cache = snap, keys, deps, cache
+	st.snap, st.keys, st.deps, st.cache, st.budget = snap, keys, deps, cache, &budget{}
+	disarm := st.budget.start(ctx, lim)
+	defer disarm()
 	if cache != nil {
 		cache.begin()
 	}
-	var b bytes.Buffer
+	w := &budgetWriter{b: st.budget}
 	if n := p.size.Load(); n > 0 {
-		b.Grow(int(n + n/16))
+		// Only a render that stayed within its limits sets size.
+		w.buf = make([]byte, 0, min(n+n/16, lim.max))
 	}
-	err = st.tmpl.Execute(&b, nil)
+	err = st.tmpl.Execute(w, nil)
 	if cache != nil {
 		cache.end(err == nil)
 	}
 	if err != nil {
-		return nil, deps, err
+		return nil, deps, limitError(err, st.budget)
 	}
-	p.size.Store(int64(b.Len()))
-	return b.Bytes(), deps, nil
+	p.size.Store(int64(len(w.buf)))
+	return w.buf, deps, nil
 }
 
 // Name returns the template's configured name.
@@ -326,17 +346,17 @@ func (t *Target) Destination() string { return t.cfg.Destination }
 
 // Render executes the template against snap without touching any file.
 func (t *Target) Render(snap *schema.Snapshot) ([]byte, error) {
-	out, _, _, err := t.render(snap)
+	out, _, _, err := t.render(context.Background(), snap)
 	return out, err
 }
 
 // render executes the current program against snap; it also returns the
 // program, which Reparse may replace meanwhile.
-func (t *Target) render(snap *schema.Snapshot) ([]byte, *Deps, *program, error) {
+func (t *Target) render(ctx context.Context, snap *schema.Snapshot) ([]byte, *Deps, *program, error) {
 	t.mu.Lock()
 	prog := t.prog
 	t.mu.Unlock()
-	out, deps, err := prog.execute(snap, t.keys, prog.cache)
+	out, deps, err := prog.execute(ctx, snap, t.keys, prog.cache, t.cfg.limits())
 	if err != nil {
 		return nil, deps, prog, &Error{Template: t.cfg.Name, Stage: StageExecute, Err: err}
 	}
@@ -359,15 +379,19 @@ func (t *Target) Apply(ctx context.Context, snap *schema.Snapshot) (changed bool
 type planned struct {
 	out     []byte
 	deps    *Deps
-	prog    *program // what rendered out
-	prev    []byte   // the destination's bytes when planned
+	prog    *program         // what rendered out
+	snap    *schema.Snapshot // what out reflects: the snapshot, with held instances kept
+	held    *hold            // the guard keeping instances in out, if any
+	expired bool             // a time-bounded hold ran out: the baseline moves on
+	prev    []byte           // the destination's bytes when planned
 	existed bool
 }
 
 // plan renders snap when something the target read changed (or force),
 // and returns the bytes to install, or nil when there is nothing to do:
-// the inputs or bytes are unchanged, or a guard holds the change.
-func (t *Target) plan(snap *schema.Snapshot, force bool) (*planned, error) {
+// the inputs or bytes are unchanged. When a guard holds a removal, the
+// bytes are rendered with the removed instances kept.
+func (t *Target) plan(ctx context.Context, snap *schema.Snapshot, force bool) (*planned, error) {
 	t.mu.Lock()
 	clean := !force && !t.tmplChanged && t.lastErr == nil && t.held == nil && t.deps != nil && !t.deps.Changed(snap)
 	if clean {
@@ -377,7 +401,7 @@ func (t *Target) plan(snap *schema.Snapshot, force bool) (*planned, error) {
 	if clean {
 		return nil, errSkipped
 	}
-	out, deps, prog, err := t.render(snap)
+	out, deps, prog, err := t.render(ctx, snap)
 	t.mu.Lock()
 	t.tried = deps
 	t.mu.Unlock()
@@ -392,37 +416,68 @@ func (t *Target) plan(snap *schema.Snapshot, force bool) (*planned, error) {
 	if readErr != nil && !errors.Is(readErr, fs.ErrNotExist) {
 		return nil, &Error{Template: t.cfg.Name, Stage: StageWrite, Err: readErr}
 	}
+	p := &planned{out: out, deps: deps, prog: prog, snap: snap, prev: old, existed: readErr == nil}
 	if readErr == nil && bytes.Equal(old, out) {
-		t.commit(snap, deps, prog, false, "")
+		t.commit(p, false, "")
 		return nil, nil
 	}
+	if err := t.guard(ctx, p); err != nil {
+		return nil, err
+	}
+	if p.held != nil && readErr == nil && bytes.Equal(old, p.out) {
+		t.commit(p, false, "") // held, and nothing else changed
+		return nil, nil
+	}
+	return p, nil
+}
+
+// guard runs the guards on p and, when they hold a removal, renders p
+// again from its snapshot with the held instances kept.
+func (t *Target) guard(ctx context.Context, p *planned) error {
 	t.mu.Lock()
-	h := t.cfg.Guards.evaluate(t.applied, snap, deps, t.heldSince)
+	in := guardInput{applied: t.applied, baseline: t.baseline, snap: p.snap, since: t.heldSince, now: time.Now(),
+		names: unionSorted(t.deps.Services(), p.deps.Services())}
 	wasHeld := t.held
-	if h != nil {
-		if t.heldSince.IsZero() {
-			t.heldSince = time.Now()
-		}
-		t.held = h
-	} else {
-		t.held, t.heldSince = nil, time.Time{}
+	t.mu.Unlock()
+	h, expired := t.cfg.Guards.evaluate(in)
+	p.expired = expired
+	t.mu.Lock()
+	if h != nil && t.heldSince.IsZero() {
+		t.heldSince = in.now
+	}
+	t.held = h
+	if h == nil {
+		t.heldSince = time.Time{}
 	}
 	t.mu.Unlock()
-	if h != nil {
-		if wasHeld == nil || wasHeld.reason != h.reason {
-			t.metrics.guard(t.cfg.Name, h.guard)
-			attrs := []any{"guard", h.guard, "reason", h.reason, "rev", snap.Rev}
-			if !h.until.IsZero() {
-				attrs = append(attrs, "until", h.until.Format(time.RFC3339))
-			}
-			t.log.Error("guard holds the change; the current file stays", attrs...)
+	if h == nil {
+		if wasHeld != nil {
+			t.log.Warn("guard released; applying the held removal", "guard", wasHeld.guard, "rev", p.snap.Rev)
 		}
-		return nil, nil
+		return nil
 	}
-	if wasHeld != nil {
-		t.log.Warn("guard released; applying the held change", "guard", wasHeld.guard, "rev", snap.Rev)
+	if wasHeld == nil || wasHeld.reason != h.reason {
+		t.metrics.guard(t.cfg.Name, h.guard)
+		attrs := []any{"guard", h.guard, "reason", h.reason, "rev", p.snap.Rev}
+		if !h.until.IsZero() {
+			attrs = append(attrs, "until", h.until.Format(time.RFC3339))
+		}
+		t.log.Error("guard holds a removal; the vanished instances stay in the file, every other change goes out", attrs...)
 	}
-	return &planned{out: out, deps: deps, prog: prog, prev: old, existed: readErr == nil}, nil
+	kept := p.snap.With(h.keep...)
+	out, deps, prog, err := t.render(ctx, kept)
+	if err != nil {
+		return err
+	}
+	p.out, p.deps, p.prog, p.snap, p.held = out, deps, prog, kept, h
+	return nil
+}
+
+// unionSorted merges two sorted name lists without duplicates.
+func unionSorted(a, b []string) []string {
+	out := slices.Concat(a, b)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // errSkipped says plan did not render: nothing the target reads changed.
@@ -430,19 +485,20 @@ var errSkipped = errors.New("render: skipped")
 
 // TargetStatus is what a Target reports about itself.
 type TargetStatus struct {
-	Name        string    `json:"name"`
-	Source      string    `json:"source"`
-	Destination string    `json:"destination"`
-	Revision    int64     `json:"revision"`              // the etcd revision the file reflects
-	LastChange  time.Time `json:"last_change,omitzero"`  // when the file last changed
-	LastApply   string    `json:"last_apply,omitempty"`  // how it went out: "file updated and reloaded", "live: 2 server changes ...", "reloaded: structure: ..."
-	Services    []string  `json:"services"`              // services the last render read
-	Error       string    `json:"error,omitempty"`       // the last failure, until an apply succeeds
-	Held        string    `json:"held,omitempty"`        // why a guard keeps the current file
-	HeldUntil   time.Time `json:"held_until,omitzero"`   // when a time-bounded hold ends
-	HeldBy      string    `json:"held_by,omitempty"`     // the guard
-	ParseError  string    `json:"parse_error,omitempty"` // the source file's latest edit does not parse
-	Drift       string    `json:"drift,omitempty"`       // haproxy's live servers differ from the file, and a live repair failed
+	Name         string    `json:"name"`
+	Source       string    `json:"source"`
+	Destination  string    `json:"destination"`
+	Revision     int64     `json:"revision"`               // the etcd revision the file reflects
+	LastChange   time.Time `json:"last_change,omitzero"`   // when the file last changed
+	LastApply    string    `json:"last_apply,omitempty"`   // how it went out: "file updated and reloaded", "live: 2 server changes ...", "reloaded: structure: ..."
+	Services     []string  `json:"services"`               // services the last render read
+	Error        string    `json:"error,omitempty"`        // the last failure, until an apply succeeds
+	FailingSince time.Time `json:"failing_since,omitzero"` // when the failures began
+	Held         string    `json:"held,omitempty"`         // why a guard keeps the current file
+	HeldUntil    time.Time `json:"held_until,omitzero"`    // when a time-bounded hold ends
+	HeldBy       string    `json:"held_by,omitempty"`      // the guard
+	ParseError   string    `json:"parse_error,omitempty"`  // the source file's latest edit does not parse
+	Drift        string    `json:"drift,omitempty"`        // haproxy's live servers differ from the file, and a live repair failed
 }
 
 // Status reports the target's state; safe for concurrent use.
@@ -458,7 +514,7 @@ func (t *Target) Status() TargetStatus {
 		st.Revision = t.applied.Rev
 	}
 	if t.lastErr != nil {
-		st.Error = t.lastErr.Error()
+		st.Error, st.FailingSince = t.lastErr.Error(), t.failingSince
 	}
 	if t.parseErr != nil {
 		st.ParseError = t.parseErr.Error()
@@ -489,18 +545,26 @@ func (t *Target) holdUntil() time.Time {
 	return t.held.until
 }
 
-// commit records that the destination now reflects snap. Nothing is held
-// any more: a change held earlier was undone if the bytes came out equal.
-func (t *Target) commit(snap *schema.Snapshot, deps *Deps, prog *program, changed bool, how string) {
+// commit records that the destination now reflects p.snap, and moves the
+// guards' baseline on when no hold is active and it is older than the
+// hold window (or a hold just ran out: that removal is accepted).
+func (t *Target) commit(p *planned, changed bool, how string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.deps, t.applied, t.lastErr = deps, snap, nil
-	if prog == t.prog {
+	t.deps, t.applied, t.lastErr = p.deps, p.snap, nil
+	if p.prog == t.prog {
 		// Rendered with the current source. (A render that started before
 		// Reparse leaves tmplChanged set: the new source still has to go out.)
 		t.tmplChanged = false
 	}
-	t.held, t.heldSince = nil, time.Time{}
+	t.held = p.held
+	if p.held == nil {
+		t.heldSince = time.Time{}
+		now := time.Now()
+		if t.baseline == nil || p.expired || now.Sub(t.baselineAt) >= t.cfg.Guards.hold() {
+			t.baseline, t.baselineAt = p.snap, now
+		}
+	}
 	if changed {
 		t.lastChange, t.lastApply = time.Now(), how
 	}
@@ -509,6 +573,9 @@ func (t *Target) commit(snap *schema.Snapshot, deps *Deps, prog *program, change
 // fail records a failed apply; the next apply renders again.
 func (t *Target) fail(err error) {
 	t.mu.Lock()
+	if t.lastErr == nil {
+		t.failingSince = time.Now()
+	}
 	t.lastErr = err
 	t.mu.Unlock()
 }

@@ -34,6 +34,7 @@ func loadConfig(path string) (Config, *yamlconf.Doc, error) {
 	base := filepath.Dir(path)
 	for i := range cfg.Templates {
 		t := &cfg.Templates[i]
+		defaultGuards(doc, fmt.Sprintf("templates[%d].guards", i), &t.Guards)
 		if t.Source != "" && !filepath.IsAbs(t.Source) {
 			t.Source = filepath.Join(base, t.Source)
 		}
@@ -42,6 +43,22 @@ func loadConfig(path string) (Config, *yamlconf.Doc, error) {
 		}
 	}
 	return cfg, doc, cfg.Validate(doc)
+}
+
+// defaultGuards sets each guard the file does not mention to its default
+// (render.DefaultGuards): self-preservation is on unless the file turns it
+// off with an explicit 0.
+func defaultGuards(doc *yamlconf.Doc, path string, g *render.Guards) {
+	def := render.DefaultGuards()
+	if !doc.Has(path + ".max_removed_fraction") {
+		g.MaxRemovedFraction = def.MaxRemovedFraction
+	}
+	if !doc.Has(path + ".mass_expiry_fraction") {
+		g.MassExpiryFraction = def.MassExpiryFraction
+	}
+	if !doc.Has(path + ".hold") {
+		g.Hold = def.Hold
+	}
 }
 
 // Validate returns one located error per problem.
@@ -76,10 +93,14 @@ func (c *Config) Validate(doc *yamlconf.Doc) error {
 		if t.Destination == "" {
 			bad(p+".destination", errors.New("missing"))
 		} else {
-			if j, dup := dests[t.Destination]; dup {
-				bad(p+".destination", fmt.Errorf("%s is also the destination of templates[%d]", t.Destination, j))
+			// Compared as the file they name: two spellings of one path
+			// (through .., a symlinked directory) would be two writers of
+			// one file, the last one winning.
+			real := resolvePath(t.Destination)
+			if j, dup := dests[real]; dup {
+				bad(p+".destination", fmt.Errorf("%s (%s) is also the destination of templates[%d]", t.Destination, real, j))
 			}
-			dests[t.Destination] = i
+			dests[real] = i
 			if st, err := os.Stat(filepath.Dir(t.Destination)); err != nil || !st.IsDir() {
 				bad(p+".destination", fmt.Errorf("directory %s does not exist", filepath.Dir(t.Destination)))
 			}
@@ -103,8 +124,26 @@ func (c *Config) Validate(doc *yamlconf.Doc) error {
 		if t.CommandTimeout < 0 {
 			bad(p+".command_timeout", errors.New("negative"))
 		}
+		if t.RenderTimeout < 0 {
+			bad(p+".render_timeout", errors.New("negative"))
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// resolvePath returns the file path names once symlinks are followed; for
+// a file that does not exist yet, its directory's.
+func resolvePath(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	if r, err := filepath.EvalSymlinks(path); err == nil {
+		return r
+	}
+	if d, err := filepath.EvalSymlinks(filepath.Dir(path)); err == nil {
+		return filepath.Join(d, filepath.Base(path))
+	}
+	return filepath.Clean(path)
 }
 
 // targets parses every template. A parse error names the template, file

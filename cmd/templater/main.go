@@ -211,7 +211,7 @@ func cmdRun(c *cli.Context) error {
 		mu.Unlock()
 		cur, etcdRev := w.Revisions()
 		st := Status{Etcd: strings.Join(conn.Config.Endpoints, ","), Revision: cur, EtcdRevision: etcdRev,
-			StaleSeconds: w.Staleness().Seconds(), ConfigError: cerr, GeneratedTime: time.Now()}
+			StaleSeconds: w.Staleness().Seconds(), ConfigError: cerr, StoreChange: w.StoreChanges(), GeneratedTime: time.Now()}
 		if r != nil {
 			for _, t := range r.Targets() {
 				st.Templates = append(st.Templates, t.Status())

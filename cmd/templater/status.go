@@ -10,17 +10,21 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/rewire/rewire/registry"
 	"github.com/rewire/rewire/render"
 	"github.com/urfave/cli/v2"
 )
 
 // Status is what /v1/status returns and `templater status` prints.
 type Status struct {
-	Etcd          string                `json:"etcd"`
-	Revision      int64                 `json:"revision"`      // of the in-memory registry
-	EtcdRevision  int64                 `json:"etcd_revision"` // newest etcd reported
-	StaleSeconds  float64               `json:"stale_seconds"` // since etcd last confirmed it
-	ConfigError   string                `json:"config_error,omitempty"`
+	Etcd         string  `json:"etcd"`
+	Revision     int64   `json:"revision"`      // of the in-memory registry
+	EtcdRevision int64   `json:"etcd_revision"` // newest etcd reported
+	StaleSeconds float64 `json:"stale_seconds"` // since etcd last confirmed it
+	ConfigError  string  `json:"config_error,omitempty"`
+	// StoreChange is the last time etcd turned out to be another store
+	// than the one the registry was read from (wiped, restored, replaced).
+	StoreChange   registry.StoreChange  `json:"store_change,omitzero"`
 	Templates     []render.TargetStatus `json:"templates"`
 	GeneratedTime time.Time             `json:"time"`
 }
@@ -34,13 +38,14 @@ var statusPage = template.Must(template.New("status").Parse(`<!doctype html>
 <h1>templater</h1>
 <p>etcd {{.Etcd}} · registry revision {{.Revision}} (etcd at {{.EtcdRevision}}) · confirmed current {{printf "%.1f" .StaleSeconds}}s ago</p>
 {{with .ConfigError}}<p class="bad">config reload rejected, the running config stays: {{.}}</p>{{end}}
+{{if .StoreChange.Count}}<p class="held">etcd changed store {{.StoreChange.Count}} times, last at {{.StoreChange.Time.Format "2006-01-02 15:04:05"}}: {{.StoreChange.Reason}}</p>{{end}}
 <table><tr><th>template</th><th>destination</th><th>revision</th><th>last change</th><th>services</th><th>state</th></tr>
 {{range .Templates}}<tr class="{{if or .Error .ParseError .Drift}}bad{{else if .Held}}held{{end}}">
 <td>{{.Name}}</td><td>{{.Destination}}</td><td>{{.Revision}}</td>
 <td>{{if .LastChange.IsZero}}—{{else}}{{.LastChange.Format "2006-01-02 15:04:05"}}{{with .LastApply}}<br><small>{{.}}</small>{{end}}{{end}}</td>
 <td>{{range $i, $s := .Services}}{{if $i}}, {{end}}{{$s}}{{end}}</td>
 <td>{{if .Held}}held by {{.HeldBy}}: {{.Held}}{{if not .HeldUntil.IsZero}} (until {{.HeldUntil.Format "15:04:05"}}){{end}}<br>{{end}}
-{{with .Error}}failing: {{.}}<br>{{end}}{{with .ParseError}}source does not parse (previous template in use): {{.}}<br>{{end}}
+{{if .Error}}failing since {{.FailingSince.Format "15:04:05"}}: {{.Error}}<br>{{end}}{{with .ParseError}}source does not parse (previous template in use): {{.}}<br>{{end}}
 {{with .Drift}}haproxy differs from the file: {{.}}{{end}}
 {{if not (or .Held .Error .ParseError .Drift)}}ok{{end}}</td></tr>
 {{end}}</table></body></html>
@@ -90,6 +95,9 @@ func printStatus(w io.Writer, st Status) {
 	if st.ConfigError != "" {
 		fmt.Fprintf(w, "config reload rejected (the running config stays): %s\n", st.ConfigError)
 	}
+	if sc := st.StoreChange; sc.Count > 0 {
+		fmt.Fprintf(w, "etcd turned out to be another store %d times, last at %s: %s\n", sc.Count, sc.Time.Local().Format("2006-01-02 15:04:05"), sc.Reason)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TEMPLATE\tREVISION\tLAST CHANGE\tSTATE\tDESTINATION")
 	for _, t := range st.Templates {
@@ -103,7 +111,7 @@ func printStatus(w io.Writer, st Status) {
 			notes = append(notes, h)
 		}
 		if t.Error != "" {
-			notes = append(notes, "failing: "+firstLine(t.Error))
+			notes = append(notes, "failing since "+t.FailingSince.Local().Format("15:04:05")+": "+firstLine(t.Error))
 		}
 		if t.ParseError != "" {
 			notes = append(notes, "source does not parse: "+firstLine(t.ParseError))

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rewire/rewire/internal/etcdtest"
+	"github.com/rewire/rewire/registry"
 	"github.com/rewire/rewire/render"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -23,6 +24,7 @@ type prodStatus struct {
 	Revision     int64                 `json:"revision"`
 	StaleSeconds float64               `json:"stale_seconds"`
 	ConfigError  string                `json:"config_error"`
+	StoreChange  registry.StoreChange  `json:"store_change"`
 	Templates    []render.TargetStatus `json:"templates"`
 }
 

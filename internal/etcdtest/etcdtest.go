@@ -75,6 +75,22 @@ func (e *Etcd) Restart(t testing.TB) {
 	t.Cleanup(e.stop)
 }
 
+// Wipe stops the embedded server, deletes its data directory and starts
+// it again on the same addresses, as an operator does who replaces a
+// broken member with an empty one: the new store starts again at
+// revision 1, with the same cluster ID.
+func (e *Etcd) Wipe(t testing.TB) {
+	t.Helper()
+	if e.srv == nil {
+		t.Fatal("etcdtest: Wipe works only for Start, not StartBinary")
+	}
+	e.stop()
+	if err := os.RemoveAll(e.srv.Options().Dir); err != nil {
+		t.Fatalf("etcdtest: wipe: %v", err)
+	}
+	e.Restart(t)
+}
+
 func sync1(f func()) func() {
 	done := false
 	return func() {

@@ -289,3 +289,17 @@ func joinPath(path, key string) string {
 	}
 	return path + "." + key
 }
+
+// Has reports whether the field at path (as in "templates[0].guards.hold")
+// is present in the file, so that a default can apply only where the file
+// is silent, and an explicit zero stays zero.
+func (d *Doc) Has(path string) bool {
+	n := d.top()
+	for _, step := range splitPath(path) {
+		if n == nil {
+			return false
+		}
+		n, _ = child(n, step)
+	}
+	return n != nil
+}

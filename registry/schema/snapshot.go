@@ -409,3 +409,19 @@ func canonStatus(s health.Status) health.Status {
 	}
 	return s
 }
+
+// With returns a copy of s in which each given service replaces the one of
+// the same name (or is added). Everything else is shared with s, which is
+// left as it is. The templater's guards use it to keep instances that
+// vanished while a removal is held; a Service passed here must be sorted
+// by ID like the ones an Index builds.
+func (s *Snapshot) With(services ...*Service) *Snapshot {
+	out := &Snapshot{Rev: s.Rev, services: maps.Clone(s.services), kv: s.kv, kvKeys: s.kvKeys}
+	if out.services == nil {
+		out.services = map[string]*Service{}
+	}
+	for _, sv := range services {
+		out.services[sv.Name] = sv
+	}
+	return out
+}
