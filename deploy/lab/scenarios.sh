@@ -288,6 +288,10 @@ s_sizing() {
   p1=$(metric etcd_server_proposals_committed_total) r1=$(metric etcd_debugging_lease_renewed_total)
   note "sizing: $w1 watchers on the cluster for 3 daemons (2 registrars, 1 templater), $w0 before the window"
   note "sizing: steady state over 10s: $(( (p1 - p0) / 3 )) raft proposals per member, $((r1 - r0)) lease renewals (2 leases: one per registrar, renewed every TTL/3 = ${LEASE_TTL}s/3)"
+  local n bytes
+  n=$(ectl get /rewire/services/ --prefix --keys-only | grep -c .)
+  bytes=$(ectl get /rewire/services/ --prefix --print-value-only | grep . | wc -c)
+  note "sizing: $n instance records, $((bytes / (n > 0 ? n : 1))) bytes each on average (2 checks' outputs included)"
   check "sizing: the steady registry costs etcd no writes" test $(( (p1 - p0) / 3 )) -le 1
 }
 
