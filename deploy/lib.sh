@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # the topology's variables are used by who sources this
 # The provisioning logic shared by the VMs (deploy/provision.sh) and the
 # network-namespace lab (deploy/lab/): which files each host gets and what
 # they say. Source it; set REWIRE_DEPLOY to this directory first. Every
@@ -120,9 +120,10 @@ rw_lb_keys() {
 # depend on, from their config/services/*.yaml blocks, comma-separated:
 # what a registrar running them must be able to read.
 rw_depends_on() {
-  local s out=()
+  local s out=() deps
   for s in ${1//,/ }; do
-    out+=($(sed -n 's/^ *depends_on: *\[\(.*\)\]/\1/p' "$REWIRE_DEPLOY/config/services/$s.yaml" | tr -d ' ' | tr ',' ' '))
+    IFS=, read -r -a deps <<< "$(sed -n 's/^ *depends_on: *\[\(.*\)\]/\1/p' "$REWIRE_DEPLOY/config/services/$s.yaml" | tr -d ' ')"
+    out+=("${deps[@]}")
   done
   (IFS=,; echo "${out[*]}" | tr ',' '\n' | sort -u | paste -sd, -)
 }

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034,SC2154 # variables shared with lab.sh and its other files
 # Helpers of the rewire lab (deploy/lab/lab.sh): names, waiting, results.
 
 LAB=${REWIRE_LAB_DIR:-/tmp/rewire-lab}
@@ -6,6 +6,7 @@ NS=rwlab-          # every namespace of the lab starts with this
 ETCDS=(etcd1 etcd2 etcd3)
 declare -A IP=([etcd1]=192.168.56.11 [etcd2]=192.168.56.12 [etcd3]=192.168.56.13
   [app1]=192.168.56.21 [app2]=192.168.56.22 [lb1]=192.168.56.31 [client]=192.168.56.41)
+# shellcheck disable=SC2054 # the values are comma-separated lists
 declare -A SERVICES=([app1]=web,api [app2]=web,api,db)
 HOSTS=(etcd1 etcd2 etcd3 app1 app2 lb1 client)
 # Each daemon runs as its own user (numeric ids: the lab creates no

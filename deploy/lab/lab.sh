@@ -18,6 +18,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 REWIRE_DEPLOY=$(dirname "$here")
+# shellcheck disable=SC2034 # used by topology.sh
 src=$(dirname "$REWIRE_DEPLOY")
 # shellcheck source=../lib.sh
 . "$REWIRE_DEPLOY/lib.sh"

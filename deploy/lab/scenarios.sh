@@ -133,6 +133,7 @@ s_leader_kill() {
   regs=$(registrations app1; registrations app2)
   load_start leader 15
   t0=$(now)
+  # shellcheck disable=SC2046 # one pid per word
   kill -9 $(pids_of "$leader" etcd)
   wait_for 30 "a new etcd leader" leader_other_than "$leader" || true
   elected=$(etcd_leader || echo none)
@@ -153,7 +154,7 @@ s_templater_restart() {
   load_start templater 10
   pid=$(pids_of lb1 templater)
   t0=$(now)
-  kill -TERM $pid
+  kill -TERM "$pid"
   wait_for 20 "the templater to stop" bash -c "! kill -0 $pid 2>/dev/null" || true
   templater_start
   wait_for 20 "the templater to serve" on lb1 curl -fsS http://127.0.0.1:9702/healthz || true

@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2154,SC2016 # src comes from lab.sh; single-quoted scripts get their arguments
 # Brings the lab up (deploy/lab/lab.sh): namespaces, certificates, etcd,
 # users and roles, app hosts, LB host. Each host's files sit below
 # $LAB/hosts/HOST, at the paths a VM has them (deploy/lib.sh's ROOT).
@@ -49,6 +49,7 @@ pki_up() {
 # etcd_start NAME: the member, as user etcd, from the env file lib.sh wrote.
 etcd_start() {
   local e=$1 root=$LAB/hosts/$1
+  # shellcheck disable=SC2046 # one VAR=value per word, as the file is written
   start "$e" etcd "$UID_ETCD" env -i $(cat "$root/etc/default/etcd") /usr/bin/etcd
 }
 
@@ -64,10 +65,11 @@ etcd_up() {
     etcd_start "$e"
   done
   wait_for 60 "etcd's three members" ectl endpoint health
-  log "etcd cluster healthy; creating users and roles (deploy/etcd-auth.sh)"
+  log "etcd cluster healthy; creating users and roles (deploy/provision.sh auth)"
   local apps=""
   for h in app1 app2; do apps+="$h=${SERVICES[$h]} "; done
-  as_root_lib rw_auth "$LAB/pki" "$apps" lb1
+  # The VMs' own step (on the last etcd VM), with the lab's certificates.
+  on client env REWIRE_SRC="$src" REWIRE_PKI="$LAB/pki" "$REWIRE_DEPLOY/provision.sh" auth "$ENDPOINTS" "${apps% }" lb1
   ectl get /probe >/dev/null   # root by certificate, with authentication on
 }
 
