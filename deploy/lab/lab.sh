@@ -67,6 +67,18 @@ done
 t_start=$(now)
 log "removing what a previous lab left behind"
 down
+# Network namespaces need CAP_SYS_ADMIN and CAP_NET_ADMIN, which an
+# unprivileged container lacks: say so loudly; under CI that is a failure.
+if ! { ip netns add "${NS}probe" && ip -n "${NS}probe" link add probe0 type bridge; } 2>"$LAB.probe"; then
+  ip netns del "${NS}probe" 2>/dev/null || true
+  echo "lab.sh: cannot create network namespaces and links here: $(cat "$LAB.probe")" >&2
+  rm -f "$LAB.probe"
+  if [ -n "${CI:-}" ]; then exit 1; fi
+  echo "lab.sh: SKIPPED LOUDLY (not under CI): the lab did not run" >&2
+  exit 0
+fi
+ip netns del "${NS}probe"
+rm -f "$LAB.probe"
 finish() {
   local rc=$?
   trap - EXIT INT TERM
