@@ -19,9 +19,11 @@ dist:
 demo: build
 	bin/demo
 
-## test: lint, then every test with the race detector (etcd and haproxy tests included).
+## test: lint, then every test with the race detector (etcd and haproxy tests included),
+## ending with a list of every skipped test and why; the exit code is the tests'.
 test: lint
-	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) build -o bin/ ./internal/testsummary
+	bin/testsummary $(GO) test -json -race -count=1 -timeout 20m ./...
 
 ## lab: the VM topology in network namespaces on this machine (root; etcd-server,
 ## etcd-client, haproxy, wrk, curl, socat, openssl): runs every scenario, then removes it all.

@@ -42,6 +42,22 @@
 // or absolute when it starts with "/" (it must still be under the prefix,
 // which is all the templater watches).
 //
+// Guards (see Guards and DefaultGuards) hold removals that look like a
+// fault: while one holds, the template renders from the new snapshot with
+// the vanished instances kept, so every other change still goes out. They
+// compare every service the file reflects with the new snapshot, and the
+// fraction guards add removals up over the hold window.
+//
+// Renders are bounded (TargetConfig.RenderTimeout, MaxOutput): Parse puts
+// a budget check at the top of every range body, the output stops at its
+// limit, and cancelling the context stops a render. A render over a limit
+// fails with an error matching ErrRenderLimit, naming the limit and the
+// template's line.
+//
+// Once a Runner's group installs a file, the rest of that apply (reload,
+// confirm, verify, commit or rollback) runs to its end even if the Run
+// context ends meanwhile; each command is bounded by its timeout.
+//
 // A Target is safe for concurrent use, but Apply calls on one Target are
 // serialized.
 package render

@@ -210,14 +210,18 @@ func missing(before, after *schema.Service) int {
 	if after == nil {
 		return len(before.Instances)
 	}
-	n, j := 0, 0
+	n, i, j := 0, 0, 0
 	b, a := before.Instances, after.Instances
-	for i := range b {
-		for j < len(a) && a[j].ID < b[i].ID {
+	for i < len(b) {
+		switch {
+		case j < len(a) && a[j].ID == b[i].ID: // the usual case, and cheap: versions of a record share their ID
+			i++
 			j++
-		}
-		if j == len(a) || a[j].ID != b[i].ID {
+		case j < len(a) && a[j].ID < b[i].ID:
+			j++
+		default:
 			n++
+			i++
 		}
 	}
 	return n
@@ -227,6 +231,9 @@ func missing(before, after *schema.Service) int {
 // whichever is the larger share, and of how many.
 func worstRemoval(base, cur, after *schema.Service) (removed, of int) {
 	removed, of = missing(base, after), count(base)
+	if cur == base {
+		return removed, of
+	}
 	if r, n := missing(cur, after), count(cur); n > 0 && (of == 0 || float64(r)/float64(n) > float64(removed)/float64(of)) {
 		removed, of = r, n
 	}

@@ -110,9 +110,8 @@ func (c TargetConfig) limits() limits {
 // a check at the top of every range iteration read it, so a runaway
 // render stops at its next iteration or write.
 type budget struct {
-	max     int64
-	written int64
-	stop    atomic.Pointer[error] // why the render must stop; nil: go on
+	max  int64
+	stop atomic.Pointer[error] // why the render must stop; nil: go on
 }
 
 // start arms the budget's deadline and its cancellation with ctx; the

@@ -35,6 +35,10 @@ type HAProxyConfig struct {
 	// made by hand, a restart that lost the drain state); default 30s,
 	// negative: never. Only with live on.
 	Reconcile time.Duration `yaml:"reconcile"`
+	// LiveFirst applies a server-only change through the runtime API
+	// before the new file's check, and undoes it if the check fails;
+	// default true (see livefirst.go for when it is not used).
+	LiveFirst *bool `yaml:"live_first"`
 }
 
 // reconcileEvery returns the reconcile interval; 0 means never.
@@ -61,6 +65,9 @@ const (
 	reloadRefused   = "refused"
 	reloadVerify    = "verify"
 	reloadLiveOff   = "live_off"
+	// reloadEarlyUndone counts changes applied live before their check
+	// whose check then failed, so the live servers were put back.
+	reloadEarlyUndone = "early_undone"
 )
 
 // applyLive tries to apply the installed change through the runtime API.
@@ -75,36 +82,48 @@ func (in *installed) applyLive(ctx context.Context) (reason, why string) {
 	if !in.existed {
 		return reloadFirst, "no previous config to compare with"
 	}
-	oldCfg, err := haproxy.Parse(in.prev)
-	if err != nil {
-		return reloadParse, fmt.Sprintf("previous config: %v", err)
+	var client *haproxy.Client
+	var plan haproxy.Plan
+	if e := in.early; e != nil {
+		// Applied before the check (live-first); what is left is to verify.
+		in.prevCfg, in.outCfg, plan, client = e.oldCfg, e.newCfg, e.plan, e.client
+		if e.err != nil {
+			return reloadRefused, e.err.Error()
+		}
+	} else {
+		oldCfg, err := haproxy.Parse(in.prev)
+		if err != nil {
+			return reloadParse, fmt.Sprintf("previous config: %v", err)
+		}
+		in.prevCfg = oldCfg
+		newCfg, err := haproxy.Parse(in.plan.out)
+		if err != nil {
+			return reloadParse, fmt.Sprintf("new config: %v", err)
+		}
+		in.outCfg = newCfg
+		if plan, err = haproxy.Diff(oldCfg, newCfg); err != nil {
+			return reloadParse, err.Error()
+		}
+		if plan.Reload {
+			return reloadStructure, plan.Reason
+		}
+		if plan.Empty() {
+			in.live = "nothing haproxy runs changed"
+			return "", "" // comments or formatting only
+		}
+		socket, ok := hc.socket(newCfg)
+		if !ok {
+			return reloadNoSocket, "the config declares no admin stats socket and haproxy.socket is not set"
+		}
+		client = haproxy.NewClient(socket)
 	}
-	in.prevCfg = oldCfg
-	newCfg, err := haproxy.Parse(in.plan.out)
-	if err != nil {
-		return reloadParse, fmt.Sprintf("new config: %v", err)
-	}
-	in.outCfg = newCfg
-	plan, err := haproxy.Diff(oldCfg, newCfg)
-	if err != nil {
-		return reloadParse, err.Error()
-	}
-	if plan.Reload {
-		return reloadStructure, plan.Reason
-	}
-	if plan.Empty() {
-		in.live = "nothing haproxy runs changed"
-		return "", "" // comments or formatting only
-	}
-	socket, ok := hc.socket(newCfg)
-	if !ok {
-		return reloadNoSocket, "the config declares no admin stats socket and haproxy.socket is not set"
-	}
+	newCfg := in.outCfg
 	actx, cancel := context.WithTimeout(ctx, hc.timeout())
 	defer cancel()
-	client := haproxy.NewClient(socket)
-	if err := client.Apply(actx, plan); err != nil {
-		return reloadRefused, err.Error()
+	if in.early == nil {
+		if err := client.Apply(actx, plan); err != nil {
+			return reloadRefused, err.Error()
+		}
 	}
 	// HAProxy may have drifted from the previous file (a change by hand, a
 	// restart that lost the drain state): then repair from its live state.

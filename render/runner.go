@@ -334,10 +334,14 @@ func (g *group) applyOnce(ctx context.Context, snap *schema.Snapshot, force bool
 	var doneIdx []int
 	for i, t := range g.targets {
 		if p := plans[i]; p != nil && results[i].err == nil {
+			e := t.applyEarly(actx, p) // live-first: traffic moves before the check
 			in, err := t.install(actx, p)
 			if err == nil {
+				in.early = e
 				done, doneIdx = append(done, in), append(doneIdx, i)
 				results[i].changed = true
+			} else if e != nil {
+				e.undo(actx, t, err)
 			}
 			results[i].err = err
 		}

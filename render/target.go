@@ -596,6 +596,9 @@ type installed struct {
 	// so that a reload after it does not parse them again.
 	live, whyReload string
 	prevCfg, outCfg *haproxy.Config
+	// early is the change as applyEarly applied it before the check
+	// (live-first), or nil.
+	early *early
 }
 
 // install writes out to a staged file beside the destination, runs the

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -13,13 +14,16 @@ import (
 	"github.com/rewire/rewire/registry"
 	"github.com/rewire/rewire/registry/schema"
 	"github.com/urfave/cli/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // lsInstance is one row of `ls --json`: the record plus the derived
-// maintenance flag.
+// maintenance flag and the entry behind it (the instance's own, else its
+// service's).
 type lsInstance struct {
 	schema.Instance
-	Maintenance bool `json:"maintenance"`
+	Maintenance      bool                `json:"maintenance"`
+	MaintenanceEntry *schema.Maintenance `json:"maintenance_entry,omitempty"`
 }
 
 func cmdLs(c *cli.Context) error {
@@ -38,6 +42,10 @@ func cmdLs(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("read registry from %s: %w", cfg, err)
 	}
+	maint, err := maintenanceEntries(c.Context, conn.Client, keys, snap.Rev)
+	if err != nil {
+		return err
+	}
 	names := snap.ServiceNames()
 	if want := c.Args().First(); want != "" {
 		if err := schema.ValidateName(want); err != nil {
@@ -53,7 +61,7 @@ func cmdLs(c *cli.Context) error {
 		list := []lsInstance{}
 		for _, n := range names {
 			for _, in := range snap.Service(n).Instances {
-				list = append(list, lsInstance{in, in.Maintenance})
+				list = append(list, lsInstance{Instance: in, Maintenance: in.Maintenance, MaintenanceEntry: maint.of(n, in.ID)})
 			}
 		}
 		enc := json.NewEncoder(out)
@@ -71,7 +79,7 @@ func cmdLs(c *cli.Context) error {
 		for _, in := range sv.Instances {
 			var notes []string
 			if in.Maintenance {
-				notes = append(notes, "maintenance")
+				notes = append(notes, maint.note(n, in.ID))
 			}
 			if in.Draining {
 				notes = append(notes, "draining")
@@ -80,7 +88,9 @@ func cmdLs(c *cli.Context) error {
 				net.JoinHostPort(in.Address, strconv.Itoa(in.Port)), in.Health.Shallow, in.Health.Deep, in.Node, strings.Join(notes, ","))
 		}
 		if len(sv.Instances) == 0 || sv.Expect > 0 || sv.Maintenance != nil {
-			fmt.Fprintf(tw, "%s\t%s\n", n, summary(sv))
+			// In the NOTES column: a line with fewer cells would end
+			// tabwriter's columns and misalign the rows after it.
+			fmt.Fprintf(tw, "%s\t\t\t\t\t\t%s\n", n, summary(sv))
 		}
 	}
 	return tw.Flush()
@@ -95,7 +105,54 @@ func summary(sv *schema.Service) string {
 		parts = append(parts, "(no instances)")
 	}
 	if sv.Maintenance != nil {
-		parts = append(parts, fmt.Sprintf("(service in maintenance: %s)", sv.Maintenance.Reason))
+		parts = append(parts, fmt.Sprintf("(service in maintenance %s)", describeMaint(*sv.Maintenance)))
 	}
 	return strings.Join(parts, " ")
+}
+
+// maintEntries are the maintenance entries, by service and instance id
+// ("" for a whole service).
+type maintEntries map[[2]string]schema.Maintenance
+
+// maintenanceEntries reads every maintenance entry at revision rev (the
+// snapshot's): the snapshot keeps only whether an instance is in
+// maintenance, not why.
+func maintenanceEntries(ctx context.Context, cli *clientv3.Client, keys schema.Keys, rev int64) (maintEntries, error) {
+	prefix := keys.Maintenance("", "")
+	resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", prefix, err)
+	}
+	out := maintEntries{}
+	for _, kv := range resp.Kvs {
+		kind, service, id, err := keys.Parse(string(kv.Key))
+		if err != nil || kind != schema.KindMaintenance {
+			continue // the snapshot skipped it too
+		}
+		var m schema.Maintenance
+		if json.Unmarshal(kv.Value, &m) != nil {
+			m = schema.Maintenance{Reason: "(unparsable maintenance value)"}
+		}
+		out[[2]string{service, id}] = m
+	}
+	return out, nil
+}
+
+// of returns the entry that puts an instance in maintenance: its own, else
+// its service's; nil if none.
+func (e maintEntries) of(service, id string) *schema.Maintenance {
+	for _, k := range [][2]string{{service, id}, {service, ""}} {
+		if m, ok := e[k]; ok {
+			return &m
+		}
+	}
+	return nil
+}
+
+// note is the NOTES text of an instance in maintenance.
+func (e maintEntries) note(service, id string) string {
+	if m, ok := e[[2]string{service, id}]; ok {
+		return "maintenance " + describeMaint(m)
+	}
+	return "maintenance (whole service)"
 }

@@ -7,6 +7,9 @@
 //	registrar maint enable|disable SERVICE[/ID] [--reason TEXT]
 //	registrar expect SERVICE N
 //	registrar wait SERVICE... [--timeout D]
+//	registrar check -c registrar.yaml
+//	registrar completion bash|zsh
+//	registrar --version
 //
 // See the README for the config file and key schema.
 package main
@@ -62,7 +65,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				Usage: "put a service or one instance in maintenance, or take it out",
 				Subcommands: []*cli.Command{
 					{Name: "enable", ArgsUsage: "SERVICE[/ID]", Usage: "stop routing to it (survives registrar restarts)",
-						Flags: etcdFlags(&cli.StringFlag{Name: "reason", Usage: "why, shown by ls and in records' views"}), Action: cmdMaint(true)},
+						Flags: etcdFlags(&cli.StringFlag{Name: "reason", Usage: "why, shown by ls and in records' views"},
+							&cli.BoolFlag{Name: "force", Usage: "even for a service or instance nobody registered, or the last routable instance of a service"}),
+						Action: cmdMaint(true)},
 					{Name: "disable", ArgsUsage: "SERVICE[/ID]", Usage: "route to it again", Flags: etcdFlags(), Action: cmdMaint(false)},
 				},
 			},
@@ -80,10 +85,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				Flags:     etcdFlags(&cli.DurationFlag{Name: "timeout", Value: 0, Usage: "give up after this long (0: wait forever)"}),
 				Action:    cmdWait,
 			},
+			{
+				Name:      "check",
+				Usage:     "validate a config file without running it: exit 0 if run would accept it, 2 with every error otherwise",
+				ArgsUsage: " ",
+				Flags:     []cli.Flag{&cli.StringFlag{Name: "config", Aliases: []string{"c"}, EnvVars: []string{"REGISTRAR_CONFIG"}, Required: true, Usage: "config file (YAML)"}},
+				Action:    cmdCheck,
+			},
+			daemon.CompletionCommand("registrar"),
 		},
 	}
+	app.Version, app.EnableBashCompletion = daemon.Version(), true
 	if err := app.RunContext(ctx, daemon.InterspersedArgs(app, args)); err != nil {
-		fmt.Fprintf(stderr, "registrar: %v\n", err)
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintf(stderr, "registrar: %s\n", msg)
+		}
 		var ec cli.ExitCoder
 		if errors.As(err, &ec) && ec.ExitCode() != 0 {
 			return ec.ExitCode()

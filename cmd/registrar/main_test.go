@@ -32,15 +32,17 @@ func TestBadConfigExitsNamingFileLineField(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
 			path := filepath.Join("..", "..", "internal", "agent", "testdata", tc.file)
-			code := run(context.Background(), []string{"registrar", "run", "-c", path}, &stdout, &stderr)
-			if code != 2 {
-				t.Errorf("run -c %s: exit code %d, want 2", path, code)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(stderr.String(), w) {
-					t.Errorf("run -c %s: stderr = %q, want it to contain %q", path, stderr.String(), w)
+			for _, cmd := range []string{"run", "check"} {
+				var stdout, stderr bytes.Buffer
+				code := run(context.Background(), []string{"registrar", cmd, "-c", path}, &stdout, &stderr)
+				if code != 2 {
+					t.Errorf("%s -c %s: exit code %d, want 2", cmd, path, code)
+				}
+				for _, w := range tc.want {
+					if !strings.Contains(stderr.String(), w) {
+						t.Errorf("%s -c %s: stderr = %q, want it to contain %q", cmd, path, stderr.String(), w)
+					}
 				}
 			}
 		})
@@ -83,5 +85,33 @@ func TestFlagOverridesEnvOverridesFile(t *testing.T) {
 				t.Errorf("ls %v with REGISTRAR_ETCD=%q: stderr %q does not name %s", tc.args, tc.env, stderr.String(), tc.want)
 			}
 		})
+	}
+}
+
+func TestCheckAcceptsAGoodConfig(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	path := filepath.Join("..", "..", "internal", "agent", "testdata", "full.good.yaml")
+	code := run(context.Background(), []string{"registrar", "check", "-c", path}, &stdout, &stderr)
+	if code != 0 || !strings.HasSuffix(stdout.String(), "checks OK\n") {
+		t.Errorf("check -c %s = %d, stdout %q, stderr %q; want 0 and OK", path, code, stdout.String(), stderr.String())
+	}
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--version"}, []string{"registrar version ", "go1.", "build tags: "}},
+		{[]string{"ls", "--help"}, []string{"--etcd value", "(default: 127.0.0.1:2379)", "$REWIRE_ETCD"}},
+		{[]string{"completion", "bash"}, []string{"complete -o bashdefault -o default -F _registrar_complete registrar"}},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), append([]string{"registrar"}, tc.args...), &stdout, &stderr)
+		for _, w := range tc.want {
+			if code != 0 || !strings.Contains(stdout.String(), w) {
+				t.Errorf("registrar %v = %d, stdout %q; want 0 and %q in it (stderr %q)", tc.args, code, stdout.String(), w, stderr.String())
+			}
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -60,13 +61,100 @@ func cmdMaint(enable bool) cli.ActionFunc {
 			fmt.Fprintf(c.App.Writer, "%s: maintenance off\n", target)
 			return nil
 		}
+		if err := validTarget(service, id); err != nil {
+			return err
+		}
+		w := registry.NewWatcher(registry.WatcherOptions{Client: conn.Client, Keys: keys})
+		snap, err := w.Snapshot(c.Context)
+		if err != nil {
+			return fmt.Errorf("read registry from %s: %w", conn.Config, err)
+		}
+		warning, err := maintImpact(snap, service, id, c.Bool("force"))
+		if err != nil {
+			return err
+		}
 		m := schema.Maintenance{Reason: c.String("reason"), By: operator(), Since: time.Now().UTC().Truncate(time.Second)}
 		if err := registry.SetMaintenance(c.Context, conn.Client, keys, service, id, m); err != nil {
 			return err
 		}
-		fmt.Fprintf(c.App.Writer, "%s: maintenance on (by %s: %s)\n", target, m.By, m.Reason)
+		fmt.Fprintf(c.App.Writer, "%s: maintenance on (%s)\n", target, describeMaint(m))
+		if warning != "" {
+			fmt.Fprintf(c.App.ErrWriter, "warning: %s\n", warning)
+		}
 		return nil
 	}
+}
+
+func validTarget(service, id string) error {
+	if err := schema.ValidateName(service); err != nil {
+		return fmt.Errorf("service: %w", err)
+	}
+	if id != "" {
+		if err := schema.ValidateName(id); err != nil {
+			return fmt.Errorf("instance id: %w", err)
+		}
+	}
+	return nil
+}
+
+// maintImpact checks what putting service (or its instance id) in
+// maintenance would do. A target nobody registered is most likely a typo,
+// and taking the last routable instance of a service out fails all of its
+// traffic: both are errors unless force is set. Taking a whole service out
+// is what the operator asked for, so it only warns.
+func maintImpact(snap *schema.Snapshot, service, id string, force bool) (warning string, err error) {
+	sv := snap.Service(service)
+	var ids []string
+	if sv != nil {
+		for _, in := range sv.Instances {
+			ids = append(ids, in.ID)
+		}
+	}
+	const hint = "; pass --force to do it anyway"
+	switch {
+	case len(ids) == 0 && !force:
+		return "", fmt.Errorf("service %q has no registered instance (registered: %s)%s (e.g. ahead of its registration)",
+			service, orNone(snap.ServiceNames()), hint)
+	case id != "" && len(ids) > 0 && !slices.Contains(ids, id) && !force:
+		return "", fmt.Errorf("%s has no instance %q (instances: %s)%s", service, id, strings.Join(ids, ", "), hint)
+	}
+	var before, after int
+	for _, in := range sv.Routable() {
+		before++
+		if id != "" && in.ID != id {
+			after++
+		}
+	}
+	switch {
+	case before == 0 || after > 0:
+		return "", nil
+	case id == "":
+		return fmt.Sprintf("%s now has no routable instance: its traffic fails until `registrar maint disable %s`", service, service), nil
+	case !force:
+		return "", fmt.Errorf("%s/%s is the last routable instance of %s: in maintenance, %s has none and its traffic fails%s",
+			service, id, service, service, hint)
+	}
+	return fmt.Sprintf("%s now has no routable instance: its traffic fails until `registrar maint disable %s/%s`", service, service, id), nil
+}
+
+func orNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
+
+// describeMaint is "by user@host: reason", without a dangling colon when
+// no reason was given.
+func describeMaint(m schema.Maintenance) string {
+	s := "by " + m.By
+	if m.By == "" {
+		s = "by an unknown operator"
+	}
+	if m.Reason != "" {
+		s += ": " + m.Reason
+	}
+	return s
 }
 
 // operator names who ran the command: user@host.
@@ -84,8 +172,11 @@ func cmdExpect(c *cli.Context) error {
 		return fmt.Errorf("want SERVICE N, got %d arguments", c.NArg())
 	}
 	n, err := strconv.Atoi(c.Args().Get(1))
-	if err != nil || n < 0 {
+	switch {
+	case err != nil:
 		return fmt.Errorf("count %q is not a number of instances (0 removes the expectation)", c.Args().Get(1))
+	case n < 0:
+		return fmt.Errorf("count must be ≥ 0, got %d (0 removes the expectation)", n)
 	}
 	conn, keys, err := connect(c)
 	if err != nil {
@@ -133,6 +224,7 @@ func cmdWait(c *cli.Context) error {
 	}()
 	defer func() { stop(); <-done }()
 	var missing []string
+	said := ""
 	for {
 		if snap := w.Current(); snap != nil {
 			missing = missing[:0]
@@ -144,6 +236,11 @@ func cmdWait(c *cli.Context) error {
 			if len(missing) == 0 {
 				fmt.Fprintf(c.App.Writer, "ready: %s\n", strings.Join(services, ", "))
 				return nil
+			}
+			// Say what it waits for, again each time that changes.
+			if now := strings.Join(missing, "; "); now != said {
+				fmt.Fprintf(c.App.Writer, "waiting for: %s\n", now)
+				said = now
 			}
 		}
 		select {

@@ -139,3 +139,19 @@ loop:
 	log.Info("registrar stopped")
 	return httpErr
 }
+
+// cmdCheck validates a config file the way run loads it, without
+// connecting to etcd or starting anything.
+func cmdCheck(c *cli.Context) error {
+	path := c.String("config")
+	cfg, err := agent.LoadConfig(path)
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("invalid config:\n%v", err), 2)
+	}
+	checks := 0
+	for _, s := range cfg.Services {
+		checks += len(s.Checks)
+	}
+	fmt.Fprintf(c.App.Writer, "%s: %d services, %d checks OK\n", path, len(cfg.Services), checks)
+	return nil
+}

@@ -5,6 +5,9 @@
 //	templater run -c templater.yaml
 //	templater render -c templater.yaml --once [--dry-run]
 //	templater check -c templater.yaml
+//	templater status [-c templater.yaml | --listen ADDR]
+//	templater completion bash|zsh
+//	templater --version
 package main
 
 import (
@@ -65,6 +68,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				Usage: "show what a running templater is doing: each template's revision, last change, and why it is held or failing",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "listen", EnvVars: []string{"TEMPLATER_LISTEN"}, Value: DefaultConfig.Listen, Usage: "the running templater's listen address"},
+					&cli.StringFlag{Name: "config", Aliases: []string{"c"}, EnvVars: []string{"TEMPLATER_CONFIG"}, Usage: "read the listen address from this config file (--listen wins)"},
 					&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 				},
 				Action: cmdStatus,
@@ -75,10 +79,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				Flags:  []cli.Flag{configFlag},
 				Action: cmdCheck,
 			},
+			daemon.CompletionCommand("templater"),
 		},
 	}
+	app.Version, app.EnableBashCompletion = daemon.Version(), true
 	if err := app.RunContext(ctx, daemon.InterspersedArgs(app, args)); err != nil {
-		fmt.Fprintf(stderr, "templater: %v\n", err)
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintf(stderr, "templater: %s\n", msg)
+		}
 		var ec cli.ExitCoder
 		if errors.As(err, &ec) && ec.ExitCode() != 0 {
 			return ec.ExitCode()
@@ -138,6 +146,15 @@ func cmdRender(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if c.Bool("dry-run") && etcdCfg.IsEmbedded() {
+		// Write nothing: an embedded etcd whose data directory does not
+		// exist yet keeps its data in a temporary one.
+		cleanup, err := tempEmbeddedDir(c)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+	}
 	conn, err := daemon.Connect(c.Context, c, etcdCfg, log)
 	if err != nil {
 		return err
@@ -171,6 +188,23 @@ func cmdRender(c *cli.Context) error {
 		fmt.Fprintf(c.App.Writer, "%s → %s: %s (revision %d)\n", t.Name(), t.Destination(), state, snap.Rev)
 	}
 	return errors.Join(errs...)
+}
+
+// tempEmbeddedDir points --embedded-dir at a new temporary directory
+// unless the one named exists, and returns what removes it.
+func tempEmbeddedDir(c *cli.Context) (cleanup func(), err error) {
+	if _, err := os.Stat(c.String(daemon.FlagEmbeddedDir)); err == nil {
+		return func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "templater-dry-run-etcd")
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Set(daemon.FlagEmbeddedDir, dir); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return func() { os.RemoveAll(dir) }, nil
 }
 
 func cmdRun(c *cli.Context) error {

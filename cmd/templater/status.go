@@ -64,13 +64,21 @@ func serveStatus(mux *http.ServeMux, status func() Status) {
 	})
 }
 
-// cmdStatus asks a running templater for its status.
+// cmdStatus asks a running templater for its status, at --listen, else
+// at the listen address of the config file given with -c.
 func cmdStatus(c *cli.Context) error {
-	addr := c.String("listen")
+	addr, from := c.String("listen"), "--listen"
+	if path := c.String("config"); path != "" && !c.IsSet("listen") {
+		cfg, _, err := loadConfig(path)
+		if err != nil {
+			return cli.Exit(fmt.Sprintf("invalid config:\n%v", err), 2)
+		}
+		addr, from = cfg.Listen, path
+	}
 	client := &http.Client{Timeout: 5 * time.Second}
 	resp, err := client.Get("http://" + addr + "/v1/status")
 	if err != nil {
-		return fmt.Errorf("no templater answering on %s (set --listen to its listen address): %w", addr, err)
+		return fmt.Errorf("no templater answering on %s (from %s; pass -c with its config file or --listen with its address): %w", addr, from, err)
 	}
 	defer resp.Body.Close()
 	if c.Bool("json") {
@@ -82,10 +90,14 @@ func cmdStatus(c *cli.Context) error {
 		return fmt.Errorf("status from %s: %w", addr, err)
 	}
 	printStatus(c.App.Writer, st)
+	var failing []string
 	for _, t := range st.Templates {
 		if t.Error != "" || t.ParseError != "" {
-			return cli.Exit("", 1)
+			failing = append(failing, t.Name)
 		}
+	}
+	if len(failing) > 0 {
+		return cli.Exit(fmt.Sprintf("%d of %d templates failing: %s", len(failing), len(st.Templates), strings.Join(failing, ", ")), 1)
 	}
 	return nil
 }

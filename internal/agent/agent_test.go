@@ -564,6 +564,13 @@ func TestTTLCheckAndLocalAPI(t *testing.T) {
 	if len(list) != 1 || list[0].Service != "app" || list[0].ID != "app-1" || list[0].Health.Shallow != health.Passing {
 		t.Errorf("GET /v1/services = %+v, want app/app-1 passing", list)
 	}
+	var raw []map[string]any
+	apiCall(t, api, "GET", "/v1/services", "", &raw)
+	for _, field := range []string{"meta", "tags", "depends_on"} {
+		if len(raw) != 1 || raw[0][field] == nil {
+			t.Errorf("GET /v1/services: %q is null or missing, want it as stored (empty, not null): %v", field, raw)
+		}
+	}
 
 	for _, tc := range []struct {
 		name, method, path, body string

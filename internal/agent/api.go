@@ -24,9 +24,13 @@ import (
 // Errors are JSON {"error": "..."} with a 4xx or 5xx status.
 func (a *Agent) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/services", func(w http.ResponseWriter, r *http.Request) {
-		list := a.Instances()
-		if list == nil {
-			list = []schema.Instance{}
+		// Each record as stored in etcd (and as `ls --json` shows it):
+		// defaults filled in, so "meta": {} rather than null.
+		list := []json.RawMessage{}
+		for _, in := range a.Instances() {
+			if b, err := in.Marshal(); err == nil {
+				list = append(list, b)
+			}
 		}
 		writeJSON(w, http.StatusOK, list)
 	})

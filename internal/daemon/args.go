@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -13,8 +14,8 @@ import (
 // `registrar maint enable web --reason "disk swap"`. Arguments after "--"
 // are left alone.
 func InterspersedArgs(app *cli.App, args []string) []string {
-	if len(args) == 0 {
-		return args
+	if len(args) == 0 || args[len(args)-1] == completionFlag {
+		return args // a completion request: the flag must stay last
 	}
 	out := []string{args[0]}
 	cmds, flags := app.Commands, app.Flags
@@ -39,7 +40,7 @@ func InterspersedArgs(app *cli.App, args []string) []string {
 		case a == "--":
 			pos = append(pos, args[i:]...)
 			i = len(args)
-		case strings.HasPrefix(a, "-") && a != "-":
+		case strings.HasPrefix(a, "-") && a != "-" && !isNumber(a):
 			opts = append(opts, a)
 			name := strings.TrimLeft(a, "-")
 			if strings.Contains(name, "=") {
@@ -57,6 +58,13 @@ func InterspersedArgs(app *cli.App, args []string) []string {
 		pos = append([]string{"--"}, pos...)
 	}
 	return slices.Concat(out, opts, pos)
+}
+
+// isNumber reports whether a is a number such as -1: an argument (`expect
+// web -1` is then refused for its value), not a flag.
+func isNumber(a string) bool {
+	_, err := strconv.ParseFloat(a, 64)
+	return err == nil
 }
 
 func findCommand(cmds []*cli.Command, name string) *cli.Command {

@@ -54,7 +54,7 @@ func env(app, name string) []string {
 // prefix ("REGISTRAR" or "TEMPLATER"); REWIRE_* variables work for both.
 func EtcdFlags(app string) []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: FlagEtcd, EnvVars: env(app, FlagEtcd), Usage: `etcd endpoints, comma-separated, or "embedded" for an in-process etcd`},
+		&cli.StringFlag{Name: FlagEtcd, EnvVars: env(app, FlagEtcd), DefaultText: defaultEmbeddedAddr, Usage: `etcd endpoints, comma-separated, or "embedded" for an in-process etcd`},
 		&cli.StringFlag{Name: FlagPrefix, EnvVars: env(app, FlagPrefix), Usage: "key prefix of the registry (default /rewire)"},
 		&cli.StringFlag{Name: FlagCACert, EnvVars: env(app, FlagCACert), Usage: "CA certificate file for etcd TLS"},
 		&cli.StringFlag{Name: FlagCert, EnvVars: env(app, FlagCert), Usage: "client certificate file for etcd TLS"},
@@ -106,11 +106,20 @@ func Logger(w io.Writer, level string) (*slog.Logger, error) {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
-	opts := &slog.HandlerOptions{Level: l}
+	opts := &slog.HandlerOptions{Level: l, ReplaceAttr: durationString}
 	if f, ok := w.(*os.File); ok && isTerminal(f) {
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
 	return slog.New(slog.NewJSONHandler(w, opts)), nil
+}
+
+// durationString logs a time.Duration as "1.5s": slog's JSON handler
+// would write it as an integer of nanoseconds.
+func durationString(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
 }
 
 func isTerminal(f *os.File) bool {

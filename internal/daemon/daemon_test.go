@@ -58,6 +58,7 @@ func TestInterspersedArgs(t *testing.T) {
 		{"r wait web db --timeout 5s", "r wait --timeout 5s -- web db"},
 		{"r wait web -- --timeout", "r wait web -- --timeout"},
 		{"r wait web", "r wait web"},
+		{"r wait web -1 --timeout 5s", "r wait --timeout 5s -- web -1"},
 		{"r", "r"},
 	}
 	for _, tc := range tests {

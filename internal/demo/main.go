@@ -10,7 +10,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"github.com/rewire/rewire/internal/freeport"
@@ -58,8 +57,15 @@ func run() error {
 	flag.DurationVar(&o.duration, "duration", 0, "stop by itself after this long (0: run until Ctrl-C)")
 	flag.Parse()
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	// SIGHUP: the terminal went away. SIGPIPE is ignored so that a closed
+	// stdout fails a write (and stops the demo, see output) instead of
+	// killing it before it stops its daemons.
+	signal.Ignore(syscall.SIGPIPE)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
+	ctx, stdoutGone := context.WithCancel(ctx)
+	defer stdoutGone()
+	out := &output{w: os.Stdout, gone: stdoutGone}
 	if o.duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.duration)
@@ -146,18 +152,20 @@ func run() error {
 	}
 	rendered := filepath.Join(dir, "haproxy.cfg")
 	tplCfg := filepath.Join(dir, "templater.yaml")
-	if err := os.WriteFile(tplCfg, []byte(templaterYAML(endpoint, example, dir, haproxy)), 0o644); err != nil {
+	// listen in the file, not a flag: `templater status -c` finds it there.
+	regMetrics, tplMetrics := freeAddr(), freeAddr()
+	tplYAML := templaterYAML(endpoint, example, dir, haproxy) + "listen: " + tplMetrics + "\n"
+	if err := os.WriteFile(tplCfg, []byte(tplYAML), 0o644); err != nil {
 		return err
 	}
 
 	// 4. The daemons.
-	var procs procGroup
+	procs := procGroup{out: out}
 	defer procs.stop()
-	regMetrics, tplMetrics := freeAddr(), freeAddr()
 	if err := procs.start(dir, "registrar", filepath.Join(o.bins, "registrar"), "run", "-c", regCfg, "--listen", regMetrics); err != nil {
 		return err
 	}
-	if err := procs.start(dir, "templater", filepath.Join(o.bins, "templater"), "run", "-c", tplCfg, "--listen", tplMetrics); err != nil {
+	if err := procs.start(dir, "templater", filepath.Join(o.bins, "templater"), "run", "-c", tplCfg); err != nil {
 		return err
 	}
 	if err := waitFor(ctx, 15*time.Second, func() bool { return strings.Contains(readFile(rendered), "web-2") }); err != nil {
@@ -179,7 +187,7 @@ func run() error {
 		}
 	}
 
-	fmt.Printf(`
+	fmt.Fprintf(out, `
 rewire demo is running (working directory %s)
 
   etcd (embedded)   %s
@@ -190,16 +198,18 @@ rewire demo is running (working directory %s)
 `, dir, endpoint, apps[0].addr, apps[1].addr, o.flap, apps[2].addr,
 		procs.pid("registrar"), regMetrics, procs.pid("templater"), tplMetrics, rendered)
 	if haproxy != "" {
-		fmt.Printf("  haproxy           pid %d, try: curl http://%s/web/   (and /api/)\n", procs.pid("haproxy"), lbAddr)
+		fmt.Fprintf(out, "  haproxy           pid %d, try: curl http://%s/web/   (and /api/)\n", procs.pid("haproxy"), lbAddr)
 	} else {
-		fmt.Println("  haproxy           not installed (apt-get install haproxy): the config is rendered but not served")
+		fmt.Fprintln(out, "  haproxy           not installed (apt-get install haproxy): the config is rendered but not served")
 	}
-	fmt.Printf(`
-Try:  bin/registrar ls --etcd %s
+	fmt.Fprintf(out, `
+Try:  export REWIRE_ETCD=%s      # every registrar/templater command then uses this etcd
+      bin/registrar ls
+      bin/templater status -c %s
       ETCDCTL_API=3 etcdctl --endpoints %s get --prefix /rewire/services/
 Ctrl-C stops everything.
 
-`, endpoint, endpoint)
+`, endpoint, tplCfg, endpoint)
 
 	// 5. Flap web-2 and report when each flip reaches the rendered file.
 	ticker := time.NewTicker(o.flap)
@@ -207,7 +217,7 @@ Ctrl-C stops everything.
 	for {
 		select {
 		case <-ctx.Done():
-			fmt.Println("\nstopping: templater, registrar (deregisters), haproxy, etcd")
+			fmt.Fprintf(out, "\nstopping: %s, sample services, etcd\n", strings.Join(procs.stopOrder(), ", "))
 			return nil
 		case <-procs.exited:
 			return fmt.Errorf("a daemon exited unexpectedly; see the logs in %s", dir)
@@ -241,9 +251,9 @@ Ctrl-C stops everything.
 		switch {
 		case ctx.Err() != nil:
 		case err != nil:
-			fmt.Printf("%s  web-2 %s: NOT reflected in haproxy.cfg after 10s (see templater.log)\n", time.Now().Format("15:04:05"), state)
+			fmt.Fprintf(out, "%s  web-2 %s: NOT reflected in haproxy.cfg after 10s (see templater.log)\n", time.Now().Format("15:04:05"), state)
 		default:
-			fmt.Printf("%s  web-2 %s → haproxy.cfg updated in %d ms%s\n", time.Now().Format("15:04:05"), state, fileMs, live)
+			fmt.Fprintf(out, "%s  web-2 %s → haproxy.cfg updated in %d ms%s\n", time.Now().Format("15:04:05"), state, fileMs, live)
 		}
 	}
 }
@@ -343,83 +353,4 @@ func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error
 		}
 	}
 	return nil
-}
-
-// procGroup runs the daemons, logging each to DIR/NAME.log, and stops them
-// in reverse start order.
-type procGroup struct {
-	mu     sync.Mutex
-	procs  []*proc
-	exited chan struct{}
-}
-
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func (g *procGroup) start(dir, name, bin string, args ...string) error {
-	if g.exited == nil {
-		g.exited = make(chan struct{}, 8)
-	}
-	logf, err := os.Create(filepath.Join(dir, name+".log"))
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Dir = dir
-	// Own process group: a Ctrl-C in the terminal reaches only the demo,
-	// which then stops the daemons in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("%s not found: run `make demo` (it builds the binaries first)", bin)
-		}
-		return err
-	}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		cmd.Wait()
-		logf.Close()
-		close(p.done)
-		select {
-		case g.exited <- struct{}{}:
-		default:
-		}
-	}()
-	g.mu.Lock()
-	g.procs = append(g.procs, p)
-	g.mu.Unlock()
-	return nil
-}
-
-func (g *procGroup) pid(name string) int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for _, p := range g.procs {
-		if p.name == name {
-			return p.cmd.Process.Pid
-		}
-	}
-	return 0
-}
-
-func (g *procGroup) stop() {
-	g.mu.Lock()
-	procs := g.procs
-	g.mu.Unlock()
-	for i := len(procs) - 1; i >= 0; i-- {
-		p := procs[i]
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-		fmt.Printf("  stopped %s\n", p.name)
-	}
 }

@@ -98,7 +98,7 @@ func TestMaintenanceExpectAndLs(t *testing.T) {
 	p := start(t, bins.registrar, "run", "-c", cfgPath)
 	waitFor(t, 10*time.Second, "registered", func() bool { return shallow(record(t, cli, "/rw/services/web/web-1")) == "passing" })
 
-	if out, err := registrarCmd(t, e, "maint", "enable", "web/web-1", "--reason", "kernel upgrade"); err != nil || !strings.Contains(out, "maintenance on") {
+	if out, err := registrarCmd(t, e, "maint", "enable", "web/web-1", "--reason", "kernel upgrade", "--force"); err != nil || !strings.Contains(out, "maintenance on") {
 		t.Fatalf("maint enable: %v\n%s", err, out)
 	}
 	if out, err := registrarCmd(t, e, "expect", "web", "3"); err != nil {
@@ -108,7 +108,7 @@ func TestMaintenanceExpectAndLs(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ls: %v\n%s", err, out)
 	}
-	if !strings.Contains(out, "maintenance") || !strings.Contains(out, "1 of 3 reporting") {
+	if !strings.Contains(out, "maintenance by ") || !strings.Contains(out, ": kernel upgrade") || !strings.Contains(out, "1 of 3 reporting") {
 		t.Errorf("ls web should show maintenance and 1 of 3 reporting:\n%s", out)
 	}
 

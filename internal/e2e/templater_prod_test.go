@@ -125,7 +125,9 @@ templates:
 
 func TestTemplaterMinServersHoldsFile(t *testing.T) {
 	skipShort(t)
-	r := startProd(t, t.TempDir(), "    guards: {min_servers: 1}\n")
+	// min_servers alone: the fraction guards are off, so that the release
+	// of the hold is min_servers' own.
+	r := startProd(t, t.TempDir(), "    guards: {min_servers: 1, max_removed_fraction: 0, mass_expiry_fraction: 0}\n")
 	cli, listen, dest, p := r.cli, r.listen, r.dest, r.p
 	put(t, cli, "/rw/services/web/web-1", instanceRecord("web", "web-1", "10.0.0.1"))
 	put(t, cli, "/rw/services/web/web-2", instanceRecord("web", "web-2", "10.0.0.2"))

@@ -36,6 +36,8 @@ templates:
     destination: out/list.conf
     check: "! grep -q mode=reject {{ .Staged }}"
     reload: "echo reloaded >> %s"
+    # These tests deregister every instance on purpose: no self-preservation.
+    guards: {max_removed_fraction: 0, mass_expiry_fraction: 0}
 `, endpoint, filepath.Join(dir, "reloads.log"))
 	return writeFile(t, filepath.Join(dir, "templater.yaml"), cfg), dest
 }

@@ -145,6 +145,9 @@ func Start(ctx context.Context, o Options) (l *Lab, err error) {
 	fmt.Fprintf(&cfg, "listen: %s\ntemplates:\n  - name: haproxy\n", l.Metrics)
 	fmt.Fprintf(&cfg, "    source: %s\n    destination: %s\n", o.Template, l.Dest)
 	fmt.Fprintf(&cfg, "    check: %q\n", o.HAProxy+" -c -q -f {{ .Staged }}")
+	// The lab removes instances on purpose, many within a minute: the
+	// self-preservation guards would hold those removals, by design.
+	cfg.WriteString("    guards: {max_removed_fraction: 0, mass_expiry_fraction: 0}\n")
 	// Before haproxy runs there is nothing to reload.
 	fmt.Fprintf(&cfg, "    reload: %q\n", fmt.Sprintf("if [ -s %s ]; then kill -USR2 $(cat %s); fi", pid, pid))
 	if o.Live {
