@@ -64,6 +64,10 @@ for tool in etcd etcdctl haproxy openssl setpriv wrk curl socat; do
   command -v "$tool" >/dev/null || { echo "lab.sh: $tool is missing (apt-get install etcd-server etcd-client haproxy openssl util-linux wrk curl socat)" >&2; exit 1; }
 done
 
+for b in registrar templater sampleservice; do
+  [ -x "$src/bin/$b" ] || { echo "lab.sh: $src/bin/$b is missing: run make build (make lab does)" >&2; exit 1; }
+done
+
 t_start=$(now)
 log "removing what a previous lab left behind"
 down
