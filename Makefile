@@ -1,9 +1,9 @@
 # rewire — the two set-up commands are `make demo` and `make test`.
 GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
-BINS        := ./cmd/registrar ./cmd/templater ./internal/demo
+BINS        := ./cmd/registrar ./cmd/templater ./internal/demo ./internal/sampleservice
 
-.PHONY: all build dist demo test test-short lint bench bench-registrar bench-templater clean
+.PHONY: all build dist demo test test-short lint bench bench-registrar bench-templater clean lab
 
 all: build
 
@@ -24,6 +24,11 @@ demo: build
 test: lint
 	$(GO) build -o bin/ ./internal/testsummary
 	bin/testsummary $(GO) test -json -race -count=1 -timeout 20m ./...
+
+## lab: the VM topology in network namespaces on this machine (root; etcd-server,
+## etcd-client, haproxy, wrk, curl, socat, openssl): runs every scenario, then removes it all.
+lab: build
+	deploy/lab/lab.sh
 
 ## test-short: skip the tests that start etcd or haproxy.
 test-short:
