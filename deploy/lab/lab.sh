@@ -68,6 +68,23 @@ for b in registrar templater sampleservice; do
   [ -x "$src/bin/$b" ] || { echo "lab.sh: $src/bin/$b is missing: run make build (make lab does)" >&2; exit 1; }
 done
 
+# The Vagrantfile describes the same topology for real VMs; no VM provider
+# runs here, but `vagrant validate -p` checks it without one.
+if command -v vagrant >/dev/null; then
+  vhome=$(mktemp -d)
+  if ! (cd "$src" && VAGRANT_HOME="$vhome" VAGRANT_CHECKPOINT_DISABLE=1 vagrant validate -p); then
+    rm -rf "$vhome"
+    echo "lab.sh: the Vagrantfile does not validate" >&2
+    exit 1
+  fi
+  rm -rf "$vhome"
+elif [ -n "${CI:-}" ]; then
+  echo "lab.sh: vagrant is missing and CI is set: apt-get install vagrant (to validate the Vagrantfile)" >&2
+  exit 1
+else
+  echo "lab.sh: vagrant is missing: the Vagrantfile was NOT validated (apt-get install vagrant)" >&2
+fi
+
 t_start=$(now)
 log "removing what a previous lab left behind"
 down
