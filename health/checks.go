@@ -138,11 +138,11 @@ func (e Exec) Check(ctx context.Context) Result {
 	// proc.Run kills whatever the command left in its process group when
 	// it exits: a check that forks `sleep 1000 &` leaves nothing behind.
 	err := proc.Run(cmd)
-	if cmd.ProcessState == nil { // it never started
-		return Result{Status: Critical, Output: CleanOutput(cannotStart + err.Error())}
-	}
 	if err != nil && ctx.Err() != nil {
 		return Result{Status: Critical, Output: ctxText(ctx, start)}
+	}
+	if cmd.ProcessState == nil { // it never started
+		return Result{Status: Critical, Output: CleanOutput(cannotStart + err.Error())}
 	}
 	// A command that exited but left a grandchild holding the pipe gets
 	// ErrWaitDelay; its exit status still counts.

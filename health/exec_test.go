@@ -35,7 +35,7 @@ func countProcs(t *testing.T, cmdline string) int {
 func TestExecForkingCheckLeavesNothing(t *testing.T) {
 	const sleep = "sleep\x00876.5432\x00"
 	probes := make(chan struct{}, 100)
-	m := NewMonitor(MonitorOptions{Jitter: -1, Checks: []Check{{Name: "fork", Interval: 20 * time.Millisecond,
+	m := NewMonitor(MonitorOptions{Jitter: -1, Checks: []Check{{Name: "fork", Interval: 20 * time.Millisecond, Timeout: 10 * time.Second,
 		Checker: Exec{Argv: []string{"sh", "-c", "sleep 876.5432 & echo ok"}}}},
 		OnProbe: func(string, Result, time.Duration) {
 			select {
@@ -94,7 +94,8 @@ func TestExecCannotStartLoggedOnce(t *testing.T) {
 	var logs lockedBuffer
 	probes := make(chan Result, 100)
 	m := NewMonitor(MonitorOptions{Jitter: -1, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
-		Checks: []Check{{Name: "missing", Interval: 10 * time.Millisecond, Checker: Exec{Argv: []string{"/nonexistent/check"}}}},
+		Checks: []Check{{Name: "missing", Interval: 10 * time.Millisecond, Timeout: 10 * time.Second,
+			Checker: Exec{Argv: []string{"/nonexistent/check"}}}},
 		OnProbe: func(_ string, r Result, _ time.Duration) {
 			select {
 			case probes <- r:

@@ -821,6 +821,9 @@ func TestAPIWhilePublishing(t *testing.T) {
 	}
 	wg.Wait()
 	t.Logf("%d API calls, %d probes", calls.Load(), hits.Load())
+	// A request the client gave up on may still be in the server: let it
+	// finish, or its push could land after the final one.
+	waitFor(t, 5*time.Second, func() bool { return api.inflight.Load() == 0 }, "the server to finish its requests")
 
 	// Still responsive: a push goes through and reaches etcd.
 	done := make(chan int, 1)

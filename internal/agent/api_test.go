@@ -9,14 +9,16 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
 // apiClient talks to a local API server started by a test.
 type apiClient struct {
-	url   string
-	c     *http.Client
-	token string // sent as a bearer token when set
+	url      string
+	c        *http.Client
+	token    string       // sent as a bearer token when set
+	inflight atomic.Int64 // requests the server is handling (socketAPI)
 }
 
 // socketAPI serves h's local API on a unix socket, as `api_socket` does,
@@ -30,8 +32,14 @@ func socketAPI(t *testing.T, h *harness) *apiClient {
 	if err != nil {
 		t.Fatal(err)
 	}
+	api := &apiClient{url: "http://registrar"}
+	counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		api.inflight.Add(1)
+		defer api.inflight.Add(-1)
+		mux.ServeHTTP(w, r)
+	})
 	ctx, cancel := context.WithCancel(context.Background())
-	wait := ServeSocket(ctx, l, mux, nil)
+	wait := ServeSocket(ctx, l, counted, nil)
 	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", path)
@@ -43,7 +51,8 @@ func socketAPI(t *testing.T, h *harness) *apiClient {
 			t.Errorf("ServeSocket: %v", err)
 		}
 	})
-	return &apiClient{url: "http://registrar", c: &http.Client{Transport: tr}}
+	api.c = &http.Client{Transport: tr}
+	return api
 }
 
 // tcpAPI serves h's local API over TCP, as `listen` does, until cleanup.

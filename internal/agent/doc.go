@@ -8,7 +8,10 @@
 // record to a registry.Registrar, which writes it only when it changes.
 // It also drains instances on shutdown, applies a reloaded config without
 // touching unchanged instances, and serves the local API
-// (/v1/services, /v1/checks/..., /v1/maintenance/...).
+// (/v1/services, /v1/checks/..., /v1/maintenance/...): reads for whoever
+// reaches it, writes only for a caller on its unix socket (ListenSocket,
+// ServeSocket; the kernel names the caller) or with its token, and only on
+// this registrar's own instances.
 //
 //	a := agent.New(cfg, agent.Options{Client: cli, Logger: log, Registerer: reg})
 //	go a.Run(ctx)               // until ctx ends: then deregisters

@@ -60,7 +60,9 @@ func probe(ctx context.Context, cfg registry.Config, endpoint string) error {
 	if strings.HasPrefix(scheme, "unix") {
 		return nil
 	}
-	useTLS := cfg.TLS != (registry.TLSConfig{}) || scheme == "https"
+	// As the etcd client decides: http:// is plain even with TLS settings,
+	// https:// is TLS even without them.
+	useTLS := (cfg.TLS != (registry.TLSConfig{}) && scheme != "http") || scheme == "https"
 	bad := func(fatal bool, err error, format string, args ...any) error {
 		return &ProbeError{Endpoint: endpoint, Msg: fmt.Sprintf(format, args...), Fatal: fatal, Err: err}
 	}
