@@ -27,10 +27,11 @@ var DefaultConfig = Config{Listen: "127.0.0.1:9702"}
 // paths are taken relative to the config file's directory.
 func loadConfig(path string) (Config, *yamlconf.Doc, error) {
 	cfg := DefaultConfig
-	doc, err := yamlconf.Load(path, &cfg)
-	if err != nil {
-		return cfg, doc, err
+	doc, decodeErr := yamlconf.Load(path, &cfg)
+	if decodeErr != nil && !doc.Parsed() {
+		return cfg, doc, decodeErr
 	}
+	// Validate what decoded too: every problem of the file at once.
 	base := filepath.Dir(path)
 	for i := range cfg.Templates {
 		t := &cfg.Templates[i]
@@ -42,7 +43,7 @@ func loadConfig(path string) (Config, *yamlconf.Doc, error) {
 			t.Destination = filepath.Join(base, t.Destination)
 		}
 	}
-	return cfg, doc, cfg.Validate(doc)
+	return cfg, doc, doc.Merge(decodeErr, cfg.Validate(doc))
 }
 
 // defaultGuards sets each guard the file does not mention to its default

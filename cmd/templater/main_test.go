@@ -21,6 +21,12 @@ func TestBadConfigExitsNamingFileLineField(t *testing.T) {
 		}},
 		{"bad-mode.bad.yaml", []string{`bad-mode.bad.yaml:5: templates[0].mode: mode "999": want an octal permission like "0644"`}},
 		{"wrong-type.bad.yaml", []string{`wrong-type.bad.yaml:5: templates[0].check: want a string (run by /bin/sh -c) or a list (executed directly)`}},
+		// Decode and validation errors of one file, all at once, each at its line.
+		{"three-errors.bad.yaml", []string{
+			`three-errors.bad.yaml:5: templates[0].mode: mode "999": want an octal permission like "0644"`,
+			`three-errors.bad.yaml:6: templates[0].render_timeout: negative`,
+			`three-errors.bad.yaml:7: templates[1].max_output: size "lots"`,
+		}},
 		{"broken-template.bad.yaml", []string{`render: template lb: parse: template: broken.tmpl:2: unclosed action started at broken.tmpl:1`}},
 	}
 	for _, tc := range tests {
