@@ -1,5 +1,5 @@
 // Command hitless measures what HAProxy server changes cost with and
-// without the runtime API (issue 5; results in docs/PERFORMANCE.md):
+// without the runtime API (results in docs/PERFORMANCE.md):
 //
 //	go build -o bin/ ./cmd/... && go run ./bench/hitless
 //
@@ -122,7 +122,7 @@ func run(o options) error {
 
 // loadRuns runs every mode under load and prints its table.
 func loadRuns(ctx context.Context, o options) error {
-	fmt.Printf("%d keep-alive connections; changes: %+v\n\n", o.conns, lab.Issue5)
+	fmt.Printf("%d keep-alive connections; changes: %+v\n\n", o.conns, lab.HitlessMix)
 	fmt.Println("| mode | changes | reloads | requests | non-2xx | socket errors | p99 latency |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
 	var notes []string
@@ -181,7 +181,7 @@ func underLoad(ctx context.Context, o options, live bool) (row, note string, err
 	}
 	load := lab.StartLoad(ctx, "http://"+l.Bind+"/web/", o.conns, 15*time.Minute)
 	t0 := time.Now()
-	writes, err := l.Run(ctx, lab.Issue5, o.seed, 2, 60*time.Second)
+	writes, err := l.Run(ctx, lab.HitlessMix, o.seed, 2, 60*time.Second)
 	elapsed := time.Since(t0)
 	res := load.Stop()
 	if err != nil {
@@ -208,7 +208,7 @@ func underLoad(ctx context.Context, o options, live bool) (row, note string, err
 	if err := l.VerifyFile(); err != nil {
 		verify = err.Error()
 	}
-	row = fmt.Sprintf("| %s | %d (%d writes) | %g | %d | %d | %d | %s |", mode(live), lab.Issue5.Total(), writes,
+	row = fmt.Sprintf("| %s | %d (%d writes) | %g | %d | %d | %d | %s |", mode(live), lab.HitlessMix.Total(), writes,
 		reloads, res.Requests, res.Non2xx, res.Errors, res.P99.Round(10*time.Microsecond))
 	note = fmt.Sprintf("%s: %s, p50 %s, max %s, at the end %s; metrics: %s; first errors: %q", mode(live),
 		elapsed.Round(time.Millisecond), res.P50.Round(10*time.Microsecond), res.Max.Round(10*time.Microsecond), verify,

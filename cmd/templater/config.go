@@ -12,7 +12,7 @@ import (
 	"github.com/rewire/rewire/render"
 )
 
-// Config is templater.yaml (DESIGN.md "Config files").
+// Config is templater.yaml, a public contract: see README.md "templater.yaml".
 type Config struct {
 	Etcd      registry.Config       `yaml:"etcd"`
 	Listen    string                `yaml:"listen"`

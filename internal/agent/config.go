@@ -19,7 +19,7 @@ import (
 	"github.com/rewire/rewire/registry/schema"
 )
 
-// Config is registrar.yaml (DESIGN.md "Config files").
+// Config is registrar.yaml, a public contract: see README.md "registrar.yaml".
 type Config struct {
 	Etcd     registry.Config `yaml:"etcd"`
 	LeaseTTL time.Duration   `yaml:"lease_ttl"`

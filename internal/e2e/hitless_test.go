@@ -73,7 +73,7 @@ func sumPrefix(m map[string]float64, prefix string) float64 {
 	return sum
 }
 
-// TestHitlessLive runs issue 5's change mix (100 health flips, 30 drains,
+// TestHitlessLive runs the hitless change mix (100 health flips, 30 drains,
 // 30 additions, 30 removals, 20 weight changes) through the registry while
 // 20 keep-alive connections hammer haproxy, and checks that not one
 // request fails and nothing reloads: every change goes through the
@@ -97,7 +97,7 @@ func TestHitlessLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
-	writes, err := l.Run(t.Context(), lab.Issue5, 5, 2, 20*time.Second)
+	writes, err := l.Run(t.Context(), lab.HitlessMix, 5, 2, 20*time.Second)
 	elapsed := time.Since(t0)
 	res := load.Stop()
 	stopped = true
@@ -105,7 +105,7 @@ func TestHitlessLive(t *testing.T) {
 		t.Fatalf("after %d registry writes: %v", writes, err)
 	}
 	delta := lab.Delta(before, reloadMetrics(t, l))
-	t.Logf("%d changes (%d registry writes) in %s; %d servers at the end", lab.Issue5.Total(), writes, elapsed.Round(time.Millisecond), len(l.Model))
+	t.Logf("%d changes (%d registry writes) in %s; %d servers at the end", lab.HitlessMix.Total(), writes, elapsed.Round(time.Millisecond), len(l.Model))
 	t.Logf("load: %d requests, %d 2xx, %d non-2xx, %d transport errors; latency p50 %s p99 %s max %s",
 		res.Requests, res.OK, res.Non2xx, res.Errors, res.P50, res.P99, res.Max)
 	for k, v := range delta {

@@ -1,5 +1,5 @@
-// Package lab runs the hitless scenario of issue 5 against real processes:
-// an etcd (the caller's), the templater binary rendering
+// Package lab runs the hitless scenario (HitlessMix: health flips, drains,
+// additions, removals and weight changes) against real processes: an etcd (the caller's), the templater binary rendering
 // examples/haproxy/haproxy.cfg.tmpl, a master-worker haproxy reloaded by
 // the templater with SIGUSR2, real HTTP backends on 127.0.0.1, and a
 // keep-alive load generator. internal/e2e's TestHitless* and the
@@ -432,8 +432,9 @@ type Mix struct{ Flips, Drains, Adds, Removes, Weights int }
 // Total is the number of changes (a drain and its undrain count as one).
 func (m Mix) Total() int { return m.Flips + m.Drains + m.Adds + m.Removes + m.Weights }
 
-// Issue5 is the mix of issue 5.
-var Issue5 = Mix{Flips: 100, Drains: 30, Adds: 30, Removes: 30, Weights: 20}
+// HitlessMix is the change mix the hitless test and benchmark run: every
+// kind of server change the templater may apply live.
+var HitlessMix = Mix{Flips: 100, Drains: 30, Adds: 30, Removes: 30, Weights: 20}
 
 // Run makes the changes of mix in a random interleaving (seeded), keeping
 // at least minRoutable instances routable, and waits after every registry
