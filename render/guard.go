@@ -298,6 +298,29 @@ func restore(cur, after *schema.Service) *schema.Service {
 	return sv
 }
 
+// accumulate returns base with every instance of snap it lacks added, so
+// that the baseline holds everything the file showed over the window:
+// removals spread over several renders then add up against the most the
+// file had, not against one moment.
+func accumulate(base, snap *schema.Snapshot) *schema.Snapshot {
+	var add []*schema.Service
+	for _, name := range snap.ServiceNames() {
+		b, s := base.Service(name), snap.Service(name)
+		if b == s || missing(s, b) == 0 {
+			continue
+		}
+		if b == nil {
+			add = append(add, s)
+			continue
+		}
+		add = append(add, restore(s, b))
+	}
+	if len(add) == 0 {
+		return base
+	}
+	return base.With(add...)
+}
+
 // fleetRemoved counts the instances of every service that the file
 // showed over the window (baseline or applied) and that are gone from
 // snap, and all of those instances.

@@ -200,3 +200,30 @@ func TestGuardServiceNewerThanBaseline(t *testing.T) {
 		}
 	})
 }
+
+// TestGuardRemovalsAddUpAfterGrowth: the templater starts before web
+// registers, web grows to 10 within the hold window, then loses 2 at a
+// time. The baseline keeps the 10 the file showed, so the third removal
+// (6 of 10) is held and the file keeps 6; judged against the file each
+// time (2 of 8, 2 of 6, 2 of 4) nothing would be.
+func TestGuardRemovalsAddUpAfterGrowth(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newMemSource(t, nil)
+		tg := mkTarget(t, "site", webTmpl, render.TargetConfig{Guards: render.Guards{MaxRemovedFraction: 0.5, Hold: time.Minute}}, render.Options{})
+		startRunner(t, render.RunnerOptions{Source: src, Targets: []*render.Target{tg}})
+		synctest.Wait()
+		src.change(t, fleet(10, "web"))
+		synctest.Wait()
+		for i, gone := range [][]int{{1, 2}, {3, 4}, {5, 6}, {7, 8}} {
+			time.Sleep(time.Second)
+			src.change(t, nil, instKeys("web", gone...)...)
+			synctest.Wait()
+			if got, want := strings.Count(readFile(t, tg.Destination()), "server "), max(10-2*(i+1), 6); got != want {
+				t.Errorf("servers after %d removals of 2 = %d, want %d", i+1, got, want)
+			}
+		}
+		if st := tg.Status(); st.HeldBy != render.GuardRemoved || !strings.Contains(st.Held, "8 of 10") {
+			t.Errorf("Status() held by %q: %q, want %s counting 8 of 10", st.HeldBy, st.Held, render.GuardRemoved)
+		}
+	})
+}

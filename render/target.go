@@ -149,8 +149,9 @@ type Target struct {
 	drift        string // haproxy differs from the file and cannot be repaired live
 	held         *hold
 	heldSince    time.Time
-	// baseline is what the file reflected at baselineAt, up to a hold
-	// window ago: the fraction guards add removals up against it.
+	// baseline is every instance the file showed since baselineAt, up to
+	// a hold window ago (instances added since are added to it, removed
+	// ones stay): the fraction guards add removals up against it.
 	baseline   *schema.Snapshot
 	baselineAt time.Time
 }
@@ -563,6 +564,8 @@ func (t *Target) commit(p *planned, changed bool, how string) {
 		now := time.Now()
 		if t.baseline == nil || p.expired || now.Sub(t.baselineAt) >= t.cfg.Guards.hold() {
 			t.baseline, t.baselineAt = p.snap, now
+		} else if !t.cfg.Guards.off() {
+			t.baseline = accumulate(t.baseline, p.snap)
 		}
 	}
 	if changed {
