@@ -169,6 +169,38 @@ func (st *execState) cached(name string, dot reflect.Value) (string, error) {
 	return b.String(), nil
 }
 
+// cachedRange is {{ range LIST }}{{ cachedTemplate NAME . }}{{ end }} in
+// one call: the loop runs in Go, not through text/template's evaluator,
+// which costs a reflective call, a pipeline and a few allocations per
+// element. For a service of 10,000 instances where one changed, that
+// overhead was most of the render. LIST is a slice or array of strings or
+// instances; each element is the KEY of cachedTemplate.
+func (st *execState) cachedRange(name string, list reflect.Value) (string, error) {
+	for list.IsValid() && (list.Kind() == reflect.Interface || list.Kind() == reflect.Pointer) && !list.IsNil() {
+		list = list.Elem()
+	}
+	if !list.IsValid() || (list.Kind() != reflect.Slice && list.Kind() != reflect.Array) {
+		return "", fmt.Errorf("cachedRange %q: want a list of strings or instances, not %v", name, list.Kind())
+	}
+	var b strings.Builder
+	for i := range list.Len() {
+		if i%256 == 0 {
+			if err := st.budget.check(); err != nil {
+				return "", err
+			}
+		}
+		out, err := st.cached(name, list.Index(i))
+		if err != nil {
+			return "", err
+		}
+		if err := st.budget.allows(int64(b.Len() + len(out))); err != nil {
+			return "", err
+		}
+		b.WriteString(out)
+	}
+	return b.String(), nil
+}
+
 // merge adds what o read to d.
 func (d *Deps) merge(o *Deps) {
 	if d == nil || o == nil {

@@ -15,7 +15,10 @@ const cachedTmpl = `{{ range services }}{{ cachedTemplate "svc" .Name }}{{ end }
 {{- define "svc" }}
 [{{ . }} weight={{ keyOrDefault (printf "app/%s/weight" .) "1" }}]
 {{- range instances . }}{{ cachedTemplate "inst" . }}{{ end }}
+{{ cachedRange "inst2" (service . "any") }}{{ cachedRange "word" (list "x" .) }}
 {{ end }}
+{{- define "inst2" }} {{ .ID }}:{{ .Weight }}:{{ .Draining }}:{{ keyOrDefault (printf "app/%s/tag" .ID) "-" }}{{ end }}
+{{- define "word" }}<{{ . }}>{{ end }}
 {{- define "inst" }} {{ .ID }}={{ .Health.Shallow }}{{ if .Maintenance }}/maint{{ end }}/{{ keyOrDefault (printf "app/%s/tag" .ID) "-" }}
 {{ printf "%+v" . }} {{ printf "%s" .Marshal }}{{ end }}`
 

@@ -210,6 +210,9 @@ func registryFuncs(st *execState) template.FuncMap {
 		"cachedTemplate": func(name string, key reflect.Value) (string, error) {
 			return st.cached(name, key)
 		},
+		"cachedRange": func(name string, list reflect.Value) (string, error) {
+			return st.cachedRange(name, list)
+		},
 		"ls":   func(path string) ([]schema.KV, error) { return list(path, false) },
 		"tree": func(path string) ([]schema.KV, error) { return list(path, true) },
 		// The render's limits: checked at the top of every range body (see
