@@ -1,8 +1,11 @@
 // Package rewire_test holds repository-wide checks: every package has a
-// doc comment.
+// doc comment, and docs/ARCHITECTURE.md lists every package.
 package rewire_test
 
 import (
+	"os"
+	"regexp"
+
 	"go/parser"
 	"go/token"
 	"io/fs"
@@ -48,3 +51,51 @@ func TestEveryPackageHasDocComment(t *testing.T) {
 		t.Fatalf("found only %d package directories; the walk is broken", len(dirs))
 	}
 }
+
+// TestArchitecturePackages keeps docs/ARCHITECTURE.md's package table
+// honest: every Go package of the repository is in it, and every package it
+// names exists.
+func TestArchitecturePackages(t *testing.T) {
+	doc, err := os.ReadFile("docs/ARCHITECTURE.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for line := range strings.SplitSeq(string(doc), "\n") {
+		if m := tableRow.FindStringSubmatch(line); m != nil {
+			listed[m[1]] = true
+		}
+	}
+	present := map[string]bool{}
+	err = filepath.WalkDir(".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && p != "." || d.Name() == "testdata" || d.Name() == "bin" || strings.HasPrefix(d.Name(), "demo-run")) {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(p, ".go") && filepath.Dir(p) != "." {
+			present[filepath.ToSlash(filepath.Dir(p))] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range present {
+		if !listed[p] {
+			t.Errorf("package %s is not in docs/ARCHITECTURE.md's table", p)
+		}
+	}
+	for p := range listed {
+		if !present[p] {
+			t.Errorf("docs/ARCHITECTURE.md lists %s, which is not a package here", p)
+		}
+	}
+	if len(listed) < 10 {
+		t.Fatalf("found only %d packages in the table; the parse is broken", len(listed))
+	}
+}
+
+// tableRow matches a row of the package table: | `path` | ... |
+var tableRow = regexp.MustCompile("^\\| `([a-z0-9/]+)` \\|")
