@@ -58,7 +58,7 @@ func largeRegistry(tb testing.TB, n, edges int) *schema.Snapshot {
 type staticSource struct{ snap *schema.Snapshot }
 
 func (s staticSource) Current() *schema.Snapshot { return s.snap }
-func (s staticSource) Updates() <-chan struct{} { return nil }
+func (s staticSource) Updates() <-chan struct{}  { return nil }
 
 // BenchmarkView is the server's work per registry change: build the
 // graph, its roots and DOT, encode the payload. Results in
