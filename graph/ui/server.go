@@ -229,6 +229,9 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
+	if r.Method == http.MethodHead {
+		return // a stream has no length to report
+	}
 	ch := make(chan struct{}, 1)
 	ch <- struct{}{}
 	s.mu.Lock()
