@@ -3,7 +3,7 @@ GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BINS        := ./cmd/registrar ./cmd/templater ./internal/demo ./internal/sampleservice
 
-.PHONY: all build dist demo test test-short lint bench bench-registrar bench-templater clean lab
+.PHONY: all build dist demo test test-short lint bench bench-registrar bench-templater vendor-viz clean lab
 
 all: build
 
@@ -50,6 +50,10 @@ bench-registrar: build
 
 bench-templater: build
 	$(GO) run ./bench/templater
+
+## vendor-viz: re-vendor Graphviz for the registry map page (npm @viz-js/viz) into graph/ui/assets.
+vendor-viz:
+	graph/ui/assets/vendor-viz.sh
 
 clean:
 	rm -rf bin demo-run

@@ -19,6 +19,9 @@ import (
 // depends on nothing and is down (shallow critical) and every service that depends on a down one,
 // directly or not, reports deep critical, as registrars would.
 func large(tb testing.TB, n, edges int) *schema.Snapshot {
+	if edges > n*(n-1)/4 {
+		tb.Fatalf("large(%d, %d): too many edges for an acyclic graph of that size", n, edges)
+	}
 	r := rand.New(rand.NewPCG(1, 2))
 	per := edges / n
 	deps := make([][]int, n)

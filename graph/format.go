@@ -89,11 +89,12 @@ var dotEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 // WriteDOT writes the graph in Graphviz's DOT language. Each node's SVG
 // element gets the id "svc-NAME" and the classes "svc STATE", each edge
 // the id "dep-FROM-TO", so a page can style and find them. An edge points
-// from a service to what it depends on.
-func (g *Graph) WriteDOT(w io.Writer) error {
+// from a service to what it depends on. Attrs are extra graph attributes
+// ("splines=line"), for example those of Layout.
+func (g *Graph) WriteDOT(w io.Writer, attrs ...string) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintln(bw, "digraph rewire {")
-	fmt.Fprintln(bw, `  graph [rankdir=LR, nodesep=0.3, ranksep=0.6, fontname="Helvetica"];`)
+	fmt.Fprintln(bw, `  graph [`+strings.Join(append([]string{`rankdir=LR, nodesep=0.3, ranksep=0.6, fontname="Helvetica"`}, attrs...), ", ")+"];")
 	fmt.Fprintln(bw, `  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=11, penwidth=1.5];`)
 	fmt.Fprintln(bw, `  edge [color="#777777", arrowsize=0.7];`)
 	for i := range g.Nodes {
@@ -161,3 +162,35 @@ func (g *Graph) WriteMermaid(w io.Writer) error {
 func mermaidText(s string) string { return mermaidEscaper.Replace(s) }
 
 var mermaidEscaper = strings.NewReplacer(`"`, "#quot;", "<", "#lt;", ">", "#gt;", "#", "#35;")
+
+// Layout is how to lay a graph out with Graphviz in reasonable time: the
+// engine and extra graph attributes for WriteDOT.
+type Layout struct {
+	Engine string
+	Attrs  []string
+}
+
+// Size tiers of LayoutFor, in services. dot's layered layout reads best,
+// but its crossing minimisation grows fast with the number of edges: on
+// a dense registry (five dependencies a service) it takes seconds at 100
+// services and minutes at 400 (measured in docs/PERFORMANCE.md).
+const (
+	layeredMax = 50  // dot with spline edges
+	tunedMax   = 150 // dot with straight edges and fewer crossing-minimisation passes
+)
+
+// LayoutFor returns the layout for the graph's size: dot up to about a
+// hundred services, then sfdp (force-directed, near-linear), which gives
+// up the left-to-right layering to stay interactive. sfdp's overlap
+// removal is "scale": the browser build of Graphviz has no triangulation
+// library, and "prism" there falls back to a method a hundred times
+// slower.
+func (g *Graph) LayoutFor() Layout {
+	switch n := len(g.Nodes); {
+	case n <= layeredMax:
+		return Layout{Engine: "dot"}
+	case n <= tunedMax:
+		return Layout{Engine: "dot", Attrs: []string{"splines=line", "mclimit=0.2", "nslimit=1"}}
+	}
+	return Layout{Engine: "sfdp", Attrs: []string{"overlap=scale", "splines=false"}}
+}

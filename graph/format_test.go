@@ -208,3 +208,27 @@ func TestText(t *testing.T) {
 		}
 	}
 }
+
+// Every layout the page may pick is one Graphviz runs.
+func TestLayoutTiersAcceptedByGraphviz(t *testing.T) {
+	dot := dotBinary(t)
+	for _, tc := range []struct {
+		services int
+		engine   string
+	}{{10, "dot"}, {100, "dot"}, {300, "sfdp"}} {
+		g := graph.Build(large(t, tc.services, 2*tc.services))
+		l := g.LayoutFor()
+		if l.Engine != tc.engine {
+			t.Errorf("LayoutFor(%d services) engine = %s, want %s", tc.services, l.Engine, tc.engine)
+		}
+		var src bytes.Buffer
+		if err := g.WriteDOT(&src, l.Attrs...); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(dot, "-K"+l.Engine, "-Tsvg", "-o", os.DevNull)
+		cmd.Stdin = &src
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("%d services: dot -K%s %v: %v\n%s", tc.services, l.Engine, l.Attrs, err, out)
+		}
+	}
+}

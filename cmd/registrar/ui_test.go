@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/rewire/rewire/internal/agent"
 	"github.com/rewire/rewire/internal/etcdtest"
 )
 
@@ -101,7 +102,7 @@ func sampleApp(t *testing.T, up *atomic.Bool) *httptest.Server {
 	return s
 }
 
-// startStack runs, in this process, `registrar run` for five sample
+// startStack runs, in this process, the registrar's agent for five sample
 // services (web → api → db, web → cache, admin) against an embedded etcd,
 // and `registrar ui` on a free loopback port. It returns the page's URL
 // and the switch of db's health.
@@ -120,12 +121,19 @@ func startStack(t *testing.T) (string, *atomic.Bool) {
 	if err := os.WriteFile(path, []byte(cfg.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	cfgv, err := agent.LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	var regErr, uiErr, uiOut syncBuffer
-	wg.Go(func() {
-		run(ctx, []string{"registrar", "run", "-c", path, "--watch-config=false"}, io.Discard, &regErr)
-	})
+	var uiErr, uiOut syncBuffer
+	// The registrar's agent runs as `registrar run` would run it; only
+	// `registrar ui` goes through the command line (two command lines
+	// parsed at once in one process race on urfave/cli's global help
+	// flag).
+	a := agent.New(cfgv, agent.Options{Client: e.Client(t)})
+	wg.Go(func() { a.Run(ctx) })
 	wg.Go(func() {
 		run(ctx, []string{"registrar", "ui", "--listen", "127.0.0.1:0", "--etcd", e.Endpoints[0], "--prefix", "/t"}, &uiOut, &uiErr)
 	})
@@ -133,7 +141,7 @@ func startStack(t *testing.T) (string, *atomic.Bool) {
 		cancel()
 		wg.Wait()
 		if t.Failed() {
-			t.Logf("registrar run stderr:\n%s\nregistrar ui stderr:\n%s", regErr.String(), uiErr.String())
+			t.Logf("registrar ui stderr:\n%s", uiErr.String())
 		}
 	})
 	addr := regexp.MustCompile(`registry map: (http://\S+/)`)

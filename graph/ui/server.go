@@ -71,6 +71,8 @@ type payload struct {
 	*graph.Graph
 	Roots []graph.Cause `json:"roots"`
 	DOT   string        `json:"dot"`
+	// Engine is the Graphviz layout engine for DOT, chosen by size.
+	Engine string `json:"engine"`
 }
 
 // New returns a Server; call Run to follow the Source.
@@ -138,11 +140,12 @@ func (s *Server) update(snap *schema.Snapshot) error {
 
 func newView(snap *schema.Snapshot) (*view, error) {
 	g := graph.Build(snap)
+	layout := g.LayoutFor()
 	var dot strings.Builder
-	if err := g.WriteDOT(&dot); err != nil {
+	if err := g.WriteDOT(&dot, layout.Attrs...); err != nil {
 		return nil, err
 	}
-	body, err := json.Marshal(payload{Graph: g, Roots: g.Roots(), DOT: dot.String()})
+	body, err := json.Marshal(payload{Graph: g, Roots: g.Roots(), DOT: dot.String(), Engine: layout.Engine})
 	if err != nil {
 		return nil, err
 	}
@@ -226,6 +229,9 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
+	if r.Method == http.MethodHead {
+		return // a stream has no length to report
+	}
 	ch := make(chan struct{}, 1)
 	ch <- struct{}{}
 	s.mu.Lock()

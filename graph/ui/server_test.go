@@ -173,6 +173,8 @@ func TestGraphAndWhy(t *testing.T) {
 		{"POST", "/v1/graph", http.StatusMethodNotAllowed},
 		{"DELETE", "/v1/why/db", http.StatusMethodNotAllowed},
 		{"PUT", "/index.html", http.StatusMethodNotAllowed},
+		{"HEAD", "/v1/events", http.StatusOK}, // answered, not streamed
+		{"HEAD", "/v1/graph", http.StatusOK},
 	} {
 		req, _ := http.NewRequest(tc.method, hs.URL+tc.path, nil)
 		resp, err := http.DefaultClient.Do(req)

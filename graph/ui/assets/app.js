@@ -109,7 +109,7 @@
     const box = document.getElementById("graph");
     let svg;
     try {
-      svg = viz.renderSVGElement(state.data.dot);
+      svg = viz.renderSVGElement(state.data.dot, { engine: state.data.engine || "dot" });
     } catch (err) {
       box.replaceChildren(el("p", { class: "muted" }, "layout failed: " + err));
       return;
