@@ -23,41 +23,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sync"
 
 	"github.com/rewire/rewire/internal/daemon"
 	"github.com/urfave/cli/v2"
 )
-
-// parsing serializes urfave/cli's flag parsing between calls of run in
-// one process: its help, version and completion flags are package-level
-// values that every parse writes to. One process runs one command, but
-// tests run a registrar and its ui side by side.
-var parsing sync.Mutex
-
-// serializeParsing takes parsing and returns the func that gives it back;
-// every command's action gives it back first, once the flags are parsed.
-func serializeParsing(app *cli.App) (unlock func()) {
-	parsing.Lock()
-	unlock = sync.OnceFunc(parsing.Unlock)
-	for _, cmd := range app.Commands {
-		if action := cmd.Action; action != nil {
-			cmd.Action = func(c *cli.Context) error {
-				unlock()
-				return action(c)
-			}
-		}
-		for _, sub := range cmd.Subcommands {
-			if action := sub.Action; action != nil {
-				sub.Action = func(c *cli.Context) error {
-					unlock()
-					return action(c)
-				}
-			}
-		}
-	}
-	return unlock
-}
 
 func main() {
 	os.Exit(run(context.Background(), os.Args, os.Stdout, os.Stderr))
@@ -151,8 +120,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		},
 	}
 	app.Version, app.EnableBashCompletion = daemon.Version(), true
-	unlock := serializeParsing(app)
-	defer unlock()
 	if err := app.RunContext(ctx, daemon.InterspersedArgs(app, args)); err != nil {
 		if msg := err.Error(); msg != "" {
 			fmt.Fprintf(stderr, "registrar: %s\n", msg)
