@@ -4,7 +4,9 @@ package rewire_test
 
 import (
 	"os"
+	"os/exec"
 	"regexp"
+	"slices"
 
 	"go/parser"
 	"go/token"
@@ -99,3 +101,25 @@ func TestArchitecturePackages(t *testing.T) {
 
 // tableRow matches a row of the package table: | `path` | ... |
 var tableRow = regexp.MustCompile("^\\| `([a-z0-9/]+)` \\|")
+
+// TestSchemaImportsNoProberNoEtcd: the record format is a public contract
+// that other tools import; it must not drag in etcd's client or the code
+// that probes (health: HTTP, gRPC, exec), only the health vocabulary.
+func TestSchemaImportsNoProberNoEtcd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list")
+	}
+	out, err := exec.Command("go", "list", "-deps", "./registry/schema").Output()
+	if err != nil {
+		t.Fatalf("go list -deps ./registry/schema: %v", err)
+	}
+	deps := strings.Fields(string(out))
+	for _, d := range deps {
+		if strings.HasPrefix(d, "go.etcd.io/") || d == "github.com/rewire/rewire/health" || strings.HasPrefix(d, "google.golang.org/grpc") {
+			t.Errorf("registry/schema depends on %s", d)
+		}
+	}
+	if !slices.Contains(deps, "github.com/rewire/rewire/health/status") {
+		t.Errorf("registry/schema's dependencies %v lack health/status: is go list answering for the right package?", deps)
+	}
+}

@@ -260,7 +260,7 @@ func (m *Monitor) record(i int, r Result) (prev, cur CheckState) {
 	prev = s.CheckState
 
 	dir := 0
-	switch a, b := r.Status.rank(), s.Status.rank(); {
+	switch a, b := r.Status.Rank(), s.Status.Rank(); {
 	case a < b:
 		dir = 1
 	case a > b:

@@ -1,85 +1,40 @@
 package health
 
 import (
-	"fmt"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/rewire/rewire/health/status"
 )
 
-// Status is the health of a check or an instance.
-type Status string
+// Status, Kind and their values live in the leaf package health/status,
+// which the record format imports too; these names keep health's own
+// spelling of them.
+type (
+	// Status is the health of a check or an instance.
+	Status = status.Status
+	// Kind says which aggregate a check counts towards.
+	Kind = status.Kind
+)
 
-// The statuses, from best to worst.
+// The statuses, from best to worst, and the kinds of check.
 const (
-	Passing  Status = "passing"
-	Warning  Status = "warning"
-	Critical Status = "critical"
+	Passing  = status.Passing
+	Warning  = status.Warning
+	Critical = status.Critical
+	Shallow  = status.Shallow
+	Deep     = status.Deep
 )
 
-// ParseStatus returns the Status named by s. It accepts exactly the
-// lowercase names of the constants.
-func ParseStatus(s string) (Status, error) {
-	st := Status(s)
-	if !st.Valid() {
-		return "", fmt.Errorf("health: invalid status %q", s)
-	}
-	return st, nil
-}
+// ParseStatus returns the Status named by s (see status.Parse).
+func ParseStatus(s string) (Status, error) { return status.Parse(s) }
 
-// Valid reports whether s is one of Passing, Warning or Critical.
-func (s Status) Valid() bool {
-	return s == Passing || s == Warning || s == Critical
-}
+// Worst returns the worst of ss (see status.Worst).
+func Worst(ss ...Status) Status { return status.Worst(ss...) }
 
-// rank orders statuses from best (0) to worst. Invalid statuses rank as
-// Critical.
-func (s Status) rank() int {
-	switch s {
-	case Passing:
-		return 0
-	case Warning:
-		return 1
-	default:
-		return 2
-	}
-}
-
-// Worst returns the worst of ss: Critical beats Warning beats Passing.
-// An invalid status counts as Critical. With no arguments it returns Passing.
-func Worst(ss ...Status) Status {
-	w := Passing
-	for _, s := range ss {
-		if s.rank() > w.rank() {
-			w = s
-		}
-	}
-	if !w.Valid() {
-		return Critical
-	}
-	return w
-}
-
-// Kind says which aggregate a check counts towards.
-type Kind string
-
-// The kinds of check. Shallow checks say whether the instance itself is up;
-// deep checks also cover its dependencies.
-const (
-	Shallow Kind = "shallow"
-	Deep    Kind = "deep"
-)
-
-// ParseKind returns the Kind named by s. The empty string means Shallow.
-func ParseKind(s string) (Kind, error) {
-	switch k := Kind(s); k {
-	case "":
-		return Shallow, nil
-	case Shallow, Deep:
-		return k, nil
-	}
-	return "", fmt.Errorf("health: invalid kind %q", s)
-}
+// ParseKind returns the Kind named by s (see status.ParseKind).
+func ParseKind(s string) (Kind, error) { return status.ParseKind(s) }
 
 // MaxOutput is the maximum length in bytes of a cleaned check output.
 const MaxOutput = 256

@@ -7,12 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rewire/rewire/health"
+	"github.com/rewire/rewire/health/status"
 )
 
 // benchRecord is a realistic record (one check, a tag, a meta entry), as
 // the registrar writes it.
-func benchRecord(tb testing.TB, svc, id string, i int, st health.Status) []byte {
+func benchRecord(tb testing.TB, svc, id string, i int, st status.Status) []byte {
 	tb.Helper()
 	since := time.Date(2026, 11, 21, 19, 0, 0, 0, time.UTC)
 	in := Instance{
@@ -20,7 +20,7 @@ func benchRecord(tb testing.TB, svc, id string, i int, st health.Status) []byte 
 		Address: fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), Port: 8080,
 		Tags: []string{"v2"}, Meta: map[string]string{"version": "1.4.2"}, Weight: DefaultWeight,
 		Health: Health{Shallow: st, Since: since,
-			Checks: []Check{{Name: "alive", Kind: health.Shallow, Status: st, Output: "HTTP 200", Since: since}}},
+			Checks: []Check{{Name: "alive", Kind: status.Shallow, Status: st, Output: "HTTP 200", Since: since}}},
 		RegisteredAt: since.Add(-time.Hour),
 	}
 	b, err := in.Marshal()
@@ -39,7 +39,7 @@ func benchIndex(tb testing.TB, n, services int) (*Index, []string) {
 	for i := range n {
 		svc, id := fmt.Sprintf("svc%02d", i%services), fmt.Sprintf("i%05d", i)
 		keys[i] = Keys{}.Instance(svc, id)
-		if err := x.Put(keys[i], benchRecord(tb, svc, id, i, health.Passing)); err != nil {
+		if err := x.Put(keys[i], benchRecord(tb, svc, id, i, status.Passing)); err != nil {
 			tb.Fatalf("Put(%q) error = %v", keys[i], err)
 		}
 	}
@@ -69,7 +69,7 @@ func BenchmarkIndexPutSnapshot(b *testing.B) {
 				// Put is a real change.
 				i := n / 2
 				svc, id := fmt.Sprintf("svc%02d", i%services), fmt.Sprintf("i%05d", i)
-				vals := [2][]byte{benchRecord(b, svc, id, i, health.Critical), benchRecord(b, svc, id, i, health.Passing)}
+				vals := [2][]byte{benchRecord(b, svc, id, i, status.Critical), benchRecord(b, svc, id, i, status.Passing)}
 				rev := int64(1)
 				b.ReportAllocs()
 				for b.Loop() {
@@ -102,7 +102,7 @@ func TestIndexOrderCache(t *testing.T) {
 		switch step % 5 {
 		case 0, 1, 2: // new or overwrite
 			in := Instance{V: Version, Service: svc, ID: id, Address: "10.0.0.1", Port: 1000 + step,
-				Weight: DefaultWeight, Health: Health{Shallow: health.Passing}}
+				Weight: DefaultWeight, Health: Health{Shallow: status.Passing}}
 			b, err := in.Marshal()
 			if err != nil {
 				t.Fatal(err)

@@ -12,7 +12,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/rewire/rewire/health"
+	"github.com/rewire/rewire/health/status"
 )
 
 // Version is the record format version this package reads and writes.
@@ -56,8 +56,8 @@ type Instance struct {
 
 // Health is the health part of a record.
 type Health struct {
-	Shallow health.Status `json:"shallow"`
-	Deep    health.Status `json:"deep"`
+	Shallow status.Status `json:"shallow"`
+	Deep    status.Status `json:"deep"`
 	Checks  []Check       `json:"checks"`
 	Since   time.Time     `json:"since,omitzero"`
 }
@@ -65,8 +65,8 @@ type Health struct {
 // Check is the reported state of one health check.
 type Check struct {
 	Name   string        `json:"name"`
-	Kind   health.Kind   `json:"kind"`
-	Status health.Status `json:"status"`
+	Kind   status.Kind   `json:"kind"`
+	Status status.Status `json:"status"`
 	Output string        `json:"output"`
 	Since  time.Time     `json:"since,omitzero"`
 }
@@ -74,7 +74,7 @@ type Check struct {
 // Routable reports whether traffic may be sent to the instance: shallow
 // health passing or warning, not in maintenance, not draining.
 func (in Instance) Routable() bool {
-	return in.Health.Shallow != health.Critical && !in.Maintenance && !in.Draining
+	return in.Health.Shallow != status.Critical && !in.Maintenance && !in.Draining
 }
 
 // Same reports whether in and o hold the same values, everything a
@@ -201,7 +201,7 @@ func (in *Instance) setDefaults() {
 	}
 	for i := range in.Health.Checks {
 		if in.Health.Checks[i].Kind == "" {
-			in.Health.Checks[i].Kind = health.Shallow
+			in.Health.Checks[i].Kind = status.Shallow
 		}
 	}
 }
@@ -270,7 +270,7 @@ func (in Instance) Validate() error {
 	for i, c := range in.Health.Checks {
 		f := fmt.Sprintf("health.checks[%d]", i)
 		add(f+".name", ValidateName(c.Name))
-		if c.Kind != health.Shallow && c.Kind != health.Deep {
+		if c.Kind != status.Shallow && c.Kind != status.Deep {
 			add(f+".kind", fmt.Errorf("invalid kind %q", c.Kind))
 		}
 		add(f+".status", validateStatus(c.Status))
@@ -291,7 +291,7 @@ func validateTime(t time.Time) error {
 	return err
 }
 
-func validateStatus(s health.Status) error {
+func validateStatus(s status.Status) error {
 	if !s.Valid() {
 		return fmt.Errorf("invalid status %q", s)
 	}

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rewire/rewire/health"
+	"github.com/rewire/rewire/health/status"
 )
 
 // minimal is a record with only the required fields.
@@ -119,7 +119,7 @@ func TestDecodeInstanceMinimalDefaults(t *testing.T) {
 	want := Instance{
 		V: 1, Service: "web", ID: "web-1", Address: "10.0.0.5", Port: 8080,
 		Tags: []string{}, Meta: map[string]string{}, Weight: DefaultWeight, DependsOn: []string{},
-		Health: Health{Shallow: health.Passing, Deep: health.Passing, Checks: []Check{}},
+		Health: Health{Shallow: status.Passing, Deep: status.Passing, Checks: []Check{}},
 	}
 	// DeepEqual tells nil from empty, so this also checks that lists and
 	// maps are empty, not nil (templates range over them).
@@ -129,7 +129,7 @@ func TestDecodeInstanceMinimalDefaults(t *testing.T) {
 }
 
 func TestDecodeInstanceDeepDefaultsToShallow(t *testing.T) {
-	for _, s := range []health.Status{health.Passing, health.Warning, health.Critical} {
+	for _, s := range []status.Status{status.Passing, status.Warning, status.Critical} {
 		data := record(t, "health.shallow", s)
 		got, err := DecodeInstance(data)
 		if err != nil || got.Health.Deep != s {
@@ -137,8 +137,8 @@ func TestDecodeInstanceDeepDefaultsToShallow(t *testing.T) {
 		}
 	}
 	data := record(t, "health.shallow", "passing", "health.deep", "critical")
-	if got, err := DecodeInstance(data); err != nil || got.Health.Deep != health.Critical {
-		t.Errorf("DecodeInstance(%q) = deep %q, %v; want deep %q", data, got.Health.Deep, err, health.Critical)
+	if got, err := DecodeInstance(data); err != nil || got.Health.Deep != status.Critical {
+		t.Errorf("DecodeInstance(%q) = deep %q, %v; want deep %q", data, got.Health.Deep, err, status.Critical)
 	}
 }
 
@@ -157,8 +157,8 @@ func TestDecodeInstanceFull(t *testing.T) {
 		Tags: []string{"v2"}, Meta: map[string]string{"version": "1.4.2"}, Weight: 100,
 		DependsOn: []string{"api", "db"},
 		Health: Health{
-			Shallow: health.Passing, Deep: health.Critical,
-			Checks: []Check{{Name: "http", Kind: health.Shallow, Status: health.Passing, Output: "200 OK",
+			Shallow: status.Passing, Deep: status.Critical,
+			Checks: []Check{{Name: "http", Kind: status.Shallow, Status: status.Passing, Output: "200 OK",
 				Since: time.Date(2026, 11, 21, 18, 59, 58, 0, time.UTC)}},
 			Since: time.Date(2026, 11, 21, 19, 0, 0, 0, time.UTC),
 		},
@@ -483,7 +483,7 @@ func TestCaseFoldedKeysAreNotUnknownFields(t *testing.T) {
 func TestMarshal(t *testing.T) {
 	in := Instance{
 		Service: "web", ID: "web-1", Address: "10.0.0.5", Port: 8080, Weight: 100,
-		Health:      Health{Shallow: health.Passing},
+		Health:      Health{Shallow: status.Passing},
 		Maintenance: true,
 	}
 	out, err := in.Marshal()
@@ -508,7 +508,7 @@ func TestMarshal(t *testing.T) {
 }
 
 func TestMarshalValidates(t *testing.T) {
-	in := Instance{V: 1, Service: "web", ID: "web-1", Address: "10.0.0.1\nx", Port: 8080, Health: Health{Shallow: health.Passing}}
+	in := Instance{V: 1, Service: "web", ID: "web-1", Address: "10.0.0.1\nx", Port: 8080, Health: Health{Shallow: status.Passing}}
 	out, err := in.Marshal()
 	if fields := fieldsOf(err); out != nil || !reflect.DeepEqual(fields, []string{"address"}) {
 		t.Errorf("Marshal() = %q, %v; want nil, error for field %q", out, err, "address")
@@ -526,19 +526,19 @@ func TestMarshalValidates(t *testing.T) {
 func TestInstanceRoutable(t *testing.T) {
 	tests := []struct {
 		name        string
-		shallow     health.Status
-		deep        health.Status
+		shallow     status.Status
+		deep        status.Status
 		maintenance bool
 		draining    bool
 		want        bool
 	}{
-		{name: "passing", shallow: health.Passing, deep: health.Passing, want: true},
-		{name: "warning", shallow: health.Warning, deep: health.Warning, want: true},
-		{name: "deep critical", shallow: health.Passing, deep: health.Critical, want: true},
-		{name: "critical", shallow: health.Critical, deep: health.Critical, want: false},
-		{name: "maintenance", shallow: health.Passing, deep: health.Passing, maintenance: true, want: false},
-		{name: "draining", shallow: health.Passing, deep: health.Passing, draining: true, want: false},
-		{name: "warning draining", shallow: health.Warning, deep: health.Passing, draining: true, want: false},
+		{name: "passing", shallow: status.Passing, deep: status.Passing, want: true},
+		{name: "warning", shallow: status.Warning, deep: status.Warning, want: true},
+		{name: "deep critical", shallow: status.Passing, deep: status.Critical, want: true},
+		{name: "critical", shallow: status.Critical, deep: status.Critical, want: false},
+		{name: "maintenance", shallow: status.Passing, deep: status.Passing, maintenance: true, want: false},
+		{name: "draining", shallow: status.Passing, deep: status.Passing, draining: true, want: false},
+		{name: "warning draining", shallow: status.Warning, deep: status.Passing, draining: true, want: false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -601,8 +601,8 @@ func TestInstanceSame(t *testing.T) {
 	base := func() Instance {
 		return Instance{V: Version, Service: "web", ID: "w1", Node: "n1", Address: "10.0.0.1", Port: 80,
 			Tags: []string{"a"}, Meta: map[string]string{"k": "v"}, Weight: 5, DependsOn: []string{"db"},
-			Health: Health{Shallow: health.Passing, Deep: health.Passing, Since: since,
-				Checks: []Check{{Name: "alive", Kind: health.Shallow, Status: health.Passing, Output: "ok", Since: since}}},
+			Health: Health{Shallow: status.Passing, Deep: status.Passing, Since: since,
+				Checks: []Check{{Name: "alive", Kind: status.Shallow, Status: status.Passing, Output: "ok", Since: since}}},
 			Draining: true, RegisteredAt: since, Maintenance: true,
 			extra: map[string]json.RawMessage{"zone": json.RawMessage(`"a"`)}}
 	}

@@ -8,7 +8,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/rewire/rewire/health"
+	"github.com/rewire/rewire/health/status"
 )
 
 // Service is everything the registry knows about one service at one
@@ -340,10 +340,10 @@ func share(in *Instance, refs ...*Instance) {
 		c := &in.Health.Checks[k]
 		c.Status = canonStatus(c.Status)
 		switch c.Kind { // equal strings; the constants' bytes are static
-		case health.Shallow:
-			c.Kind = health.Shallow
-		case health.Deep:
-			c.Kind = health.Deep
+		case status.Shallow:
+			c.Kind = status.Shallow
+		case status.Deep:
+			c.Kind = status.Deep
 		}
 	}
 	own := true // in.Health.Checks is still the record's own array
@@ -398,14 +398,14 @@ func share(in *Instance, refs ...*Instance) {
 
 // canonStatus returns the package constant equal to s, so that records do
 // not each hold a copy of the same few words.
-func canonStatus(s health.Status) health.Status {
+func canonStatus(s status.Status) status.Status {
 	switch s {
-	case health.Passing:
-		return health.Passing
-	case health.Warning:
-		return health.Warning
-	case health.Critical:
-		return health.Critical
+	case status.Passing:
+		return status.Passing
+	case status.Warning:
+		return status.Warning
+	case status.Critical:
+		return status.Critical
 	}
 	return s
 }

@@ -12,14 +12,14 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/rewire/rewire/health"
+	"github.com/rewire/rewire/health/status"
 )
 
 // inst returns a valid, routable instance of svc.
 func inst(svc, id string, mods ...func(*Instance)) Instance {
 	in := Instance{
 		V: Version, Service: svc, ID: id, Address: "10.0.0.5", Port: 8080, Weight: DefaultWeight,
-		Health: Health{Shallow: health.Passing},
+		Health: Health{Shallow: status.Passing},
 	}
 	for _, m := range mods {
 		m(&in)
@@ -459,9 +459,9 @@ func TestServiceRoutable(t *testing.T) {
 	k := Keys{}
 	x := NewIndex(k)
 	putInstance(t, x, inst("web", "a-passing"))
-	putInstance(t, x, inst("web", "b-warning", func(in *Instance) { in.Health.Shallow = health.Warning }))
-	putInstance(t, x, inst("web", "c-critical", func(in *Instance) { in.Health.Shallow = health.Critical }))
-	putInstance(t, x, inst("web", "d-deep-critical", func(in *Instance) { in.Health.Deep = health.Critical }))
+	putInstance(t, x, inst("web", "b-warning", func(in *Instance) { in.Health.Shallow = status.Warning }))
+	putInstance(t, x, inst("web", "c-critical", func(in *Instance) { in.Health.Shallow = status.Critical }))
+	putInstance(t, x, inst("web", "d-deep-critical", func(in *Instance) { in.Health.Deep = status.Critical }))
 	putInstance(t, x, inst("web", "e-draining", func(in *Instance) { in.Draining = true }))
 	putInstance(t, x, inst("web", "f-maintenance"))
 	put(t, x, k.Maintenance("web", "f-maintenance"), `{"reason":"x"}`)
@@ -577,8 +577,8 @@ func TestIndexMatchesModel(t *testing.T) {
 				in.Meta = map[string]string{"version": strconv.Itoa(rng.IntN(2))}
 				in.Node = "node" + strconv.Itoa(rng.IntN(3))
 				in.Weight = rng.IntN(3)
-				in.Health.Shallow = []health.Status{health.Passing, health.Critical}[rng.IntN(2)]
-				in.Health.Checks = []Check{{Name: "alive", Kind: health.Shallow, Status: in.Health.Shallow, Output: "out" + strconv.Itoa(rng.IntN(2))}}
+				in.Health.Shallow = []status.Status{status.Passing, status.Critical}[rng.IntN(2)]
+				in.Health.Checks = []Check{{Name: "alive", Kind: status.Shallow, Status: in.Health.Shallow, Output: "out" + strconv.Itoa(rng.IntN(2))}}
 			})
 			putInstance(t, x, in)
 			if model[svc] == nil {
@@ -624,7 +624,7 @@ func TestIndexNeverWritesPublished(t *testing.T) {
 	rec := func(id, output string) Instance {
 		return inst("web", id, func(in *Instance) {
 			in.Tags, in.Meta = []string{"v2"}, map[string]string{"version": "1"}
-			in.Health.Checks = []Check{{Name: "alive", Kind: health.Shallow, Status: health.Passing, Output: output}}
+			in.Health.Checks = []Check{{Name: "alive", Kind: status.Shallow, Status: status.Passing, Output: output}}
 		})
 	}
 	putInstance(t, x, rec("a", "a-out"))
