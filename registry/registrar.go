@@ -6,13 +6,13 @@ import (
 	"errors"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/rewire/rewire/internal/backoff"
 	"github.com/rewire/rewire/registry/schema"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	etcd "go.etcd.io/etcd/client/v3"
@@ -173,9 +173,9 @@ func (r *Registrar) Run(ctx context.Context) error {
 	r.wrote = st.written
 	r.mu.Unlock()
 	var (
-		backoff = newBackoff(100*time.Millisecond, time.Second)
-		retry   <-chan time.Time
-		due     = time.NewTimer(time.Hour)
+		delays = backoff.New(100*time.Millisecond, time.Second)
+		retry  <-chan time.Time
+		due    = time.NewTimer(time.Hour)
 	)
 	defer due.Stop()
 	defer func() {
@@ -198,13 +198,13 @@ func (r *Registrar) Run(ctx context.Context) error {
 		retry = nil
 		if err != nil && ctx.Err() == nil {
 			r.writeErrors.Inc()
-			d := backoff.next()
+			d := delays.Next()
 			if !IsPermission(err) { // those are logged once, by r.denied
 				r.log.Warn("etcd write failed; retrying", "err", err, "retry_in", d)
 			}
 			retry = time.After(d)
 		} else if err == nil {
-			backoff.reset()
+			delays.Reset()
 		}
 		select {
 		case <-ctx.Done():
@@ -501,18 +501,3 @@ func drainKeepAlive(ch <-chan *etcd.LeaseKeepAliveResponse) <-chan *etcd.LeaseKe
 
 // maxTxnOps bounds the operations of one write transaction.
 const maxTxnOps = 100
-
-// backoff is exponential with full jitter.
-type backoff struct {
-	min, max, cur time.Duration
-}
-
-func newBackoff(minD, maxD time.Duration) *backoff { return &backoff{min: minD, max: maxD, cur: minD} }
-
-func (b *backoff) next() time.Duration {
-	d := b.cur/2 + rand.N(b.cur/2+1)
-	b.cur = min(b.cur*2, b.max)
-	return d
-}
-
-func (b *backoff) reset() { b.cur = b.min }

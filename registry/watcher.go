@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/rewire/rewire/internal/backoff"
 	"github.com/rewire/rewire/registry/schema"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	etcd "go.etcd.io/etcd/client/v3"
@@ -160,7 +161,7 @@ func (w *Watcher) publish(s *schema.Snapshot) {
 // backoff while etcd is unreachable; Current keeps the last good snapshot
 // meanwhile. It returns nil when ctx ends.
 func (w *Watcher) Run(ctx context.Context) error {
-	b := newBackoff(100*time.Millisecond, time.Second)
+	b := backoff.New(100*time.Millisecond, time.Second)
 	for {
 		err := w.session(ctx, b)
 		if ctx.Err() != nil {
@@ -169,7 +170,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		if errors.Is(err, ErrStoreChanged) {
 			continue // reported; read the new store at once
 		}
-		d := b.next()
+		d := b.Next()
 		w.interrupted(err, d)
 		select {
 		case <-ctx.Done():
@@ -180,7 +181,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 }
 
 // session does one Get and follows it with a Watch until the watch fails.
-func (w *Watcher) session(ctx context.Context, b *backoff) error {
+func (w *Watcher) session(ctx context.Context, b *backoff.Backoff) error {
 	w.resyncs.Inc()
 	x, rev, cluster, vers, err := w.read(ctx)
 	if err != nil {
@@ -191,7 +192,7 @@ func (w *Watcher) session(ctx context.Context, b *backoff) error {
 	}
 	w.publish(x.Snapshot(rev))
 	w.denied.reset()
-	b.reset()
+	b.Reset()
 	if w.afterSync != nil {
 		w.afterSync()
 	}

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
+	"github.com/rewire/rewire/internal/backoff"
 	"github.com/rewire/rewire/registry/schema"
 	"github.com/rewire/rewire/render/haproxy"
 )
@@ -165,7 +165,7 @@ func (g *group) run(ctx context.Context, src Source) {
 	var first time.Time   // first kick of the current burst
 	var retryAt time.Time // a failed apply is retried then
 	force := true
-	retry := retryBackoff{min: time.Second, max: 30 * time.Second}
+	retry := backoff.New(time.Second, 30*time.Second)
 	var reconcileC <-chan time.Time
 	if d := g.reconcileEvery(); d > 0 {
 		tick := time.NewTicker(d)
@@ -219,10 +219,10 @@ func (g *group) run(ctx context.Context, src Source) {
 		var next time.Duration
 		retryAt = time.Time{}
 		if failed {
-			next = retry.next()
+			next = retry.Next()
 			retryAt = time.Now().Add(next)
 		} else {
-			retry.reset()
+			retry.Reset()
 		}
 		for _, t := range g.targets {
 			if until := t.holdUntil(); !until.IsZero() {
@@ -527,19 +527,3 @@ func (g *group) pace(ctx context.Context) {
 	case <-t.C:
 	}
 }
-
-// retryBackoff is exponential with jitter.
-type retryBackoff struct {
-	min, max, cur time.Duration
-}
-
-func (b *retryBackoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = b.min
-	}
-	d := b.cur/2 + rand.N(b.cur/2+1)
-	b.cur = min(2*b.cur, b.max)
-	return d
-}
-
-func (b *retryBackoff) reset() { b.cur = 0 }
