@@ -30,6 +30,7 @@ import (
 	"github.com/rewire/rewire/internal/daemon"
 	"github.com/rewire/rewire/registry"
 	"github.com/rewire/rewire/render"
+	"github.com/rewire/rewire/templater"
 	"github.com/urfave/cli/v2"
 )
 
@@ -234,22 +235,28 @@ func cmdRun(c *cli.Context) error {
 		// memory the index keeps: hand it back to the OS at once rather than
 		// over minutes, so RSS reflects the steady state.
 		AfterSync: debug.FreeOSMemory})
-	var (
-		mu        sync.Mutex
-		runner    *render.Runner
-		configErr string
-	)
+	// A reload re-reads the file; etcd and listen stay as started.
+	load := func() (templater.Loaded, error) {
+		next, nextTargets, _, err := setupWith(c, &etcdCfg, metrics)
+		if err != nil {
+			return templater.Loaded{}, err
+		}
+		if c.IsSet("listen") {
+			next.Listen = c.String("listen")
+		}
+		if next.Listen != cfg.Listen || !reflect.DeepEqual(next.Etcd, cfg.Etcd) {
+			log.Warn("etcd and listen changes take effect only after a restart")
+		}
+		return templater.Loaded{Wait: next.Wait, Targets: nextTargets}, nil
+	}
+	engine := templater.New(templater.Options{Source: w, ConfigPath: c.String("config"), Load: load, Logger: log},
+		templater.Loaded{Wait: cfg.Wait, Targets: targets})
 	status := func() Status {
-		mu.Lock()
-		r, cerr := runner, configErr
-		mu.Unlock()
 		cur, etcdRev := w.Revisions()
 		st := Status{Etcd: strings.Join(conn.Config.Endpoints, ","), Revision: cur, EtcdRevision: etcdRev,
-			StaleSeconds: w.Staleness().Seconds(), ConfigError: cerr, StoreChange: w.StoreChanges(), GeneratedTime: time.Now()}
-		if r != nil {
-			for _, t := range r.Targets() {
-				st.Templates = append(st.Templates, t.Status())
-			}
+			StaleSeconds: w.Staleness().Seconds(), ConfigError: engine.ConfigError(), StoreChange: w.StoreChanges(), GeneratedTime: time.Now()}
+		for _, t := range engine.Targets() {
+			st.Templates = append(st.Templates, t.Status())
 		}
 		return st
 	}
@@ -267,90 +274,18 @@ func cmdRun(c *cli.Context) error {
 	var httpErr error
 	wg.Go(func() { w.Run(ctx) })
 	wg.Go(func() { httpErr = serve() })
-
-	// One runner at a time; a config reload replaces it.
-	start := func(cfg Config, targets []*render.Target) (stop func()) {
-		r := render.NewRunner(render.RunnerOptions{Source: w, Targets: targets, Wait: cfg.Wait, Logger: log})
-		mu.Lock()
-		runner = r
-		mu.Unlock()
-		rctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			r.Run(rctx)
-		}()
-		// Edits of a template's source are re-parsed and re-rendered; a
-		// source that does not parse leaves the previous template running.
-		sources := make([]string, len(targets))
-		for i, t := range targets {
-			sources[i] = t.Source()
-		}
-		watchDone := make(chan struct{})
-		go func() {
-			defer close(watchDone)
-			err := daemon.WatchFiles(rctx, append(sources, c.String("config")), 100*time.Millisecond, func() {
-				for _, t := range targets {
-					if changed, _ := t.Reparse(); changed {
-						r.Kick(t.Name())
-					}
-				}
-				select {
-				case hup <- syscall.SIGHUP: // the config file may have changed too
-				default:
-				}
-			})
-			if err != nil {
-				log.Warn("not watching template sources; restart or SIGHUP to pick up edits", "err", err)
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				engine.Reload()
 			}
-		}()
-		return func() { cancel(); <-done; <-watchDone }
-	}
-	stopRunner := start(cfg, targets)
-	loadedConfig := readFileString(c.String("config"))
-	for {
-		select {
-		case <-ctx.Done():
-			stopRunner()
-			wg.Wait()
-			log.Info("templater stopped")
-			return httpErr
-		case <-hup:
 		}
-		text := readFileString(c.String("config"))
-		if text == loadedConfig {
-			// A template source changed, not the config; or the config is
-			// back to the running one, and a rejection of an edit is moot.
-			mu.Lock()
-			configErr = ""
-			mu.Unlock()
-			continue
-		}
-		next, nextTargets, _, err := setupWith(c, &etcdCfg, metrics)
-		if err != nil {
-			mu.Lock()
-			configErr = err.Error()
-			mu.Unlock()
-			log.Error("config reload rejected; the running config stays", "path", c.String("config"), "err", err)
-			continue
-		}
-		if c.IsSet("listen") {
-			next.Listen = c.String("listen")
-		}
-		if next.Listen != cfg.Listen || !reflect.DeepEqual(next.Etcd, cfg.Etcd) {
-			log.Warn("etcd and listen changes take effect only after a restart")
-		}
-		stopRunner()
-		loadedConfig, cfg = text, next
-		mu.Lock()
-		configErr = ""
-		mu.Unlock()
-		stopRunner = start(next, nextTargets)
-		log.Info("config reloaded", "path", c.String("config"), "templates", len(nextTargets))
-	}
-}
-
-func readFileString(path string) string {
-	b, _ := os.ReadFile(path)
-	return string(b)
+	})
+	engine.Run(ctx)
+	wg.Wait()
+	log.Info("templater stopped")
+	return httpErr
 }
