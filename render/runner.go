@@ -268,7 +268,7 @@ func (g *group) reloadNow(ctx context.Context, v cmdVars) (string, error) {
 	rctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
 	if err := haproxy.NewMaster(g.master).Reload(rctx); err != nil {
-		return "", fmt.Errorf("%w: master CLI reload: %v", ErrCommand, err)
+		return "", fmt.Errorf("%w: master CLI reload: %w", ErrCommand, err)
 	}
 	return "", nil
 }
@@ -443,7 +443,7 @@ func (g *group) rollback(ctx context.Context, done []*installed, idx []int, resu
 	var restoreErr error
 	for _, in := range done {
 		if err := in.restore(); err != nil && restoreErr == nil {
-			restoreErr = fmt.Errorf("restoring %s also failed: %v", in.t.cfg.Destination, err)
+			restoreErr = fmt.Errorf("restoring %s also failed: %w", in.t.cfg.Destination, err)
 		}
 	}
 	if g.canReload() && restoreErr == nil {
@@ -455,14 +455,14 @@ func (g *group) rollback(ctx context.Context, done []*installed, idx []int, resu
 			if len(done) > 1 {
 				what = "files"
 			}
-			restoreErr = fmt.Errorf("reload of the restored previous %s also failed: %v", what, err)
+			restoreErr = fmt.Errorf("reload of the restored previous %s also failed: %w", what, err)
 		}
 	}
 	for k, in := range done {
 		e := *cause
 		e.Template = in.t.cfg.Name
 		if restoreErr != nil {
-			e.Err = fmt.Errorf("%w; %v", cause.Err, restoreErr)
+			e.Err = fmt.Errorf("%w; %w", cause.Err, restoreErr)
 		}
 		i := idx[k]
 		results[i] = result{changed: !in.existed, err: &e}
@@ -505,7 +505,7 @@ func (g *group) confirmReload(ctx context.Context, ws []*workerWatch, v cmdVars)
 			return rerr
 		}
 		if err := w.wait(ctx, wait); err != nil {
-			return fmt.Errorf("%w: the reload command ran twice but %v: haproxy may have rejected the new config (see its log)", ErrCommand, err)
+			return fmt.Errorf("%w: the reload command ran twice but %w: haproxy may have rejected the new config (see its log)", ErrCommand, err)
 		}
 	}
 	return nil

@@ -106,7 +106,7 @@ func loadConfig(path string) (Config, *yamlconf.Doc, error) {
 	if cfg.Node == "" {
 		h, err := os.Hostname()
 		if err != nil {
-			return cfg, doc, doc.Merge(decodeErr, doc.Errorf("node", "not set and the hostname is unknown: %v", err))
+			return cfg, doc, doc.Merge(decodeErr, doc.Errorf("node", "not set and the hostname is unknown: %w", err))
 		}
 		cfg.Node = strings.ToLower(h)
 	}
@@ -161,7 +161,7 @@ func (c *Config) Validate(doc *yamlconf.Doc) error {
 			addr, err := sockaddr.Parse(s.Address)
 			switch {
 			case err != nil:
-				bad(p+".address", fmt.Errorf("go-sockaddr template %q: %v", s.Address, err))
+				bad(p+".address", fmt.Errorf("go-sockaddr template %q: %w", s.Address, err))
 				continue
 			case strings.TrimSpace(addr) == "":
 				bad(p+".address", fmt.Errorf("go-sockaddr template %q resolved to nothing on this host; set an address", s.Address))

@@ -246,7 +246,7 @@ func (c *Client) SetAddr(ctx context.Context, backend, server string, addr netip
 func (c *Client) AddServer(ctx context.Context, backend string, s Server) error {
 	ip, err := parseIP(s.Addr)
 	if err != nil {
-		return fmt.Errorf("haproxy: add server %s/%s: %w: %v", backend, s.Name, ErrInvalidArgument, err)
+		return fmt.Errorf("haproxy: add server %s/%s: %w: %w", backend, s.Name, ErrInvalidArgument, err)
 	}
 	ch := Change{Kind: KindAdd, Backend: backend, Server: s.Name, Addr: ip.String(), Port: s.Port,
 		Weight: s.Weight, State: s.state(), Options: s.Options}

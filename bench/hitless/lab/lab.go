@@ -201,7 +201,7 @@ func Start(ctx context.Context, o Options) (l *Lab, err error) {
 				}
 			case <-time.After(20 * time.Millisecond):
 			}
-			if err == errPortTaken || time.Now().After(deadline) {
+			if errors.Is(err, errPortTaken) || time.Now().After(deadline) {
 				break
 			}
 		}
