@@ -246,22 +246,32 @@ func (w *Watcher) session(ctx context.Context, b *backoff.Backoff) error {
 				return fmt.Errorf("watch from revision %d: %w", rev+1, err)
 			}
 			quiet = 0
-			w.contact(resp.Header.Revision)
-			if resp.IsProgressNotify() || len(resp.Events) == 0 {
-				continue
+			if rev, err = w.follow(x, vers, resp, rev); err != nil {
+				return err
 			}
-			for _, ev := range resp.Events {
-				if err := vers.fits(ev); err != nil {
-					w.storeChanged(err)
-					return err
-				}
-				w.apply(x, ev.Kv.Key, ev.Kv.Value, ev.Type == mvccpb.DELETE)
-			}
-			w.events.Add(float64(len(resp.Events)))
-			rev = max(rev, resp.Events[len(resp.Events)-1].Kv.ModRevision)
-			w.publish(x.Snapshot(rev))
 		}
 	}
+}
+
+// follow applies one watch response to x and publishes the result; it
+// returns the newest revision applied, or ErrStoreChanged when an event
+// does not follow the versions read and watched so far.
+func (w *Watcher) follow(x *schema.Index, vers versions, resp etcd.WatchResponse, rev int64) (int64, error) {
+	w.contact(resp.Header.Revision)
+	if resp.IsProgressNotify() || len(resp.Events) == 0 {
+		return rev, nil
+	}
+	for _, ev := range resp.Events {
+		if err := vers.fits(ev); err != nil {
+			w.storeChanged(err)
+			return rev, err
+		}
+		w.apply(x, ev.Kv.Key, ev.Kv.Value, ev.Type == mvccpb.DELETE)
+	}
+	w.events.Add(float64(len(resp.Events)))
+	rev = max(rev, resp.Events[len(resp.Events)-1].Kv.ModRevision)
+	w.publish(x.Snapshot(rev))
+	return rev, nil
 }
 
 // readPage is how many keys one request of a full read returns: paging
