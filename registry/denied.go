@@ -115,9 +115,9 @@ func (d *denials) err() error {
 	return errors.Join(errs...)
 }
 
-// Denied returns the permission errors of the Registrar's writes that have
+// Denied returns the permission errors of the Writer's writes that have
 // not succeeded since, or nil: for a health check.
-func (r *Registrar) Denied() error { return r.denied.err() }
+func (r *Writer) Denied() error { return r.denied.err() }
 
 // Denied returns the permission error of the Watcher's last read or watch
 // if it has not read successfully since, or nil: for a health check.

@@ -11,7 +11,7 @@ import (
 	etcd "go.etcd.io/etcd/client/v3"
 )
 
-// TestRegistrarPermissionDenied runs a Registrar as a user that may write
+// TestRegistrarPermissionDenied runs a Writer as a user that may write
 // only web's keys: web's record is written (and rewritten after someone
 // deletes it), db's is refused with an error naming the key and the
 // operation, logged once however often it is retried, reported by Denied
@@ -23,7 +23,7 @@ func TestRegistrarPermissionDenied(t *testing.T) {
 		etcdtest.Perm{Key: testKeys.Service("web"), Prefix: true, Type: etcdtest.ReadWrite})
 	logs := &logRecorder{}
 	reg := prometheus.NewRegistry()
-	r := NewRegistrar(RegistrarOptions{Client: e.ClientAs(t, "reg-web", "pw"), Keys: testKeys, TTL: testTTL,
+	r := NewWriter(WriterOptions{Client: e.ClientAs(t, "reg-web", "pw"), Keys: testKeys, TTL: testTTL,
 		Registerer: reg, Logger: slog.New(logs)})
 	runInBackground(t, r.Run)
 	web, db := testInstance("web", "web-1"), testInstance("db", "db-1")
@@ -56,7 +56,7 @@ func TestRegistrarPermissionDenied(t *testing.T) {
 		t.Errorf("permission errors also logged per retry: %v", got)
 	}
 
-	// Someone deletes web's record: told to verify, the Registrar rewrites
+	// Someone deletes web's record: told to verify, the Writer rewrites
 	// it, reading only its own keys.
 	deleteRev(t, root, webKey)
 	r.VerifyLease()

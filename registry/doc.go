@@ -1,7 +1,7 @@
 // Package registry reads and writes rewire's registry in etcd v3, on the key
 // schema and record format of package schema.
 //
-// A Registrar writes instance records under one lease per process and keeps
+// A Writer writes instance records under one lease per process and keeps
 // them there: it rewrites a record only when its bytes change, and when the
 // lease is lost it takes a new one and writes everything again. A Watcher
 // keeps an in-memory schema.Snapshot of the registry current: one Get at
@@ -16,6 +16,6 @@
 //		_ = snap.Service("web").Routable()
 //	}
 //
-// Registrar and Watcher are safe for concurrent use. Each has a Run method
+// Writer and Watcher are safe for concurrent use. Each has a Run method
 // that owns every goroutine it starts and returns after they exit.
 package registry

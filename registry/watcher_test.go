@@ -420,14 +420,14 @@ func TestWatcherSnapshotMatchesCurrent(t *testing.T) {
 	}
 }
 
-// TestRegistrarToWatcher runs both halves: what a Registrar writes, a
-// Watcher sees, and it all goes when the Registrar stops.
+// TestRegistrarToWatcher runs both halves: what a Writer writes, a
+// Watcher sees, and it all goes when the Writer stops.
 func TestRegistrarToWatcher(t *testing.T) {
 	e := startEtcd(t)
 	cli := e.Client(t)
 	w, _ := newTestWatcher(t, cli)
 	runInBackground(t, w.Run)
-	r := NewRegistrar(RegistrarOptions{Client: cli, Keys: testKeys, TTL: testTTL})
+	r := NewWriter(WriterOptions{Client: cli, Keys: testKeys, TTL: testTTL})
 	stopRegistrar := runInBackground(t, r.Run)
 
 	web1, web2 := testInstance("web", "web-1"), testInstance("web", "web-2")
@@ -444,7 +444,7 @@ func TestRegistrarToWatcher(t *testing.T) {
 	}
 
 	if err := stopRegistrar(); err != nil {
-		t.Fatalf("Registrar.Run() = %v", err)
+		t.Fatalf("Writer.Run() = %v", err)
 	}
 	waitSnapshot(t, w, "no web service", func(s *schema.Snapshot) bool { return s.Service("web") == nil })
 }

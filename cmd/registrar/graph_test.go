@@ -43,9 +43,9 @@ func failingChain(t *testing.T) *etcdtest.Etcd {
 	return e
 }
 
-// registrar runs the command line against e and returns its exit code,
+// runCLI runs the registrar command line against e and returns its exit code,
 // stdout and stderr.
-func registrar(t *testing.T, e *etcdtest.Etcd, args ...string) (int, string, string) {
+func runCLI(t *testing.T, e *etcdtest.Etcd, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	all := append([]string{"registrar"}, args...)
@@ -80,7 +80,7 @@ func TestGraphCommand(t *testing.T) {
 		{"bad name", []string{"graph", "--service", "No!"}, 1, []string{`--service: invalid name "No!"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, out, errOut := registrar(t, e, tc.args...)
+			code, out, errOut := runCLI(t, e, tc.args...)
 			if code != tc.code {
 				t.Fatalf("registrar %v: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", tc.args, code, tc.code, out, errOut)
 			}
@@ -99,7 +99,7 @@ func TestGraphCommand(t *testing.T) {
 
 func TestGraphJSON(t *testing.T) {
 	e := failingChain(t)
-	code, out, errOut := registrar(t, e, "graph", "--format", "json")
+	code, out, errOut := runCLI(t, e, "graph", "--format", "json")
 	if code != 0 {
 		t.Fatalf("graph --format json: exit %d: %s", code, errOut)
 	}
@@ -133,7 +133,7 @@ func TestGraphOrderCycle(t *testing.T) {
 	cli := e.Client(t)
 	putInstance(t, cli, "a", "a-1", health.Passing, health.Passing, "b")
 	putInstance(t, cli, "b", "b-1", health.Passing, health.Passing, "a")
-	code, out, errOut := registrar(t, e, "graph", "--order")
+	code, out, errOut := runCLI(t, e, "graph", "--order")
 	if code == 0 || !strings.Contains(errOut, "dependency cycle: a → b → a") {
 		t.Errorf("graph --order on a cycle: exit %d, stdout %q, stderr %q; want non-zero naming a → b → a", code, out, errOut)
 	}
@@ -141,7 +141,7 @@ func TestGraphOrderCycle(t *testing.T) {
 
 func TestWhyCommand(t *testing.T) {
 	e := failingChain(t)
-	code, out, errOut := registrar(t, e, "why", "web")
+	code, out, errOut := runCLI(t, e, "why", "web")
 	if code != 0 {
 		t.Fatalf("why web: exit %d: %s", code, errOut)
 	}
@@ -155,12 +155,12 @@ func TestWhyCommand(t *testing.T) {
 			t.Errorf("why web: output does not contain %q:\n%s", want, out)
 		}
 	}
-	code, out, _ = registrar(t, e, "why", "admin")
+	code, out, _ = runCLI(t, e, "why", "admin")
 	if code != 0 || !strings.HasPrefix(out, "admin is healthy: 1 of 1 instances routable\n") ||
 		!strings.Contains(out, "elsewhere in the registry:\n  2 services wait on db") {
 		t.Errorf("why admin: exit %d:\n%s\nwant healthy, then the registry's roots grouped", code, out)
 	}
-	code, out, _ = registrar(t, e, "why", "api", "--json")
+	code, out, _ = runCLI(t, e, "why", "api", "--json")
 	var d struct {
 		Healthy bool
 		Roots   []struct {
@@ -171,14 +171,14 @@ func TestWhyCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &d); code != 0 || err != nil || d.Healthy || len(d.Roots) != 1 || d.Roots[0].Service != "db" {
 		t.Errorf("why api --json: exit %d, %v:\n%s", code, err, out)
 	}
-	if code, _, errOut := registrar(t, e, "why", "nope"); code == 0 || !strings.Contains(errOut, `"nope" is not registered`) {
+	if code, _, errOut := runCLI(t, e, "why", "nope"); code == 0 || !strings.Contains(errOut, `"nope" is not registered`) {
 		t.Errorf("why nope: exit %d, stderr %q", code, errOut)
 	}
 }
 
 func TestLsShowsWhatDeepCriticalWaitsOn(t *testing.T) {
 	e := failingChain(t)
-	code, out, errOut := registrar(t, e, "ls")
+	code, out, errOut := runCLI(t, e, "ls")
 	if code != 0 {
 		t.Fatalf("ls: exit %d: %s", code, errOut)
 	}
@@ -205,7 +205,7 @@ func TestLsNamesTheRootBehindADependency(t *testing.T) {
 	putInstance(t, cli, "db", "db-1", health.Critical, health.Critical)
 	putInstance(t, cli, "api", "api-1", health.Critical, health.Critical, "db")
 	putInstance(t, cli, "web", "web-1", health.Passing, health.Critical, "api")
-	code, out, errOut := registrar(t, e, "ls")
+	code, out, errOut := runCLI(t, e, "ls")
 	if want := "web-1  127.0.0.1:8080  passing   critical        waits on api (root cause: db)\n"; code != 0 || !strings.Contains(out, want) {
 		t.Errorf("ls: exit %d, output does not contain %q:\n%s%s", code, want, out, errOut)
 	}

@@ -32,7 +32,7 @@ func TestBadConfigExitsNamingFileLineField(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.file, func(t *testing.T) {
-			path := filepath.Join("..", "..", "internal", "agent", "testdata", tc.file)
+			path := filepath.Join("..", "..", "registrar", "testdata", tc.file)
 			for _, cmd := range []string{"run", "check"} {
 				var stdout, stderr bytes.Buffer
 				code := run(context.Background(), []string{"registrar", cmd, "-c", path}, &stdout, &stderr)
@@ -90,7 +90,7 @@ func TestFlagOverridesEnvOverridesFile(t *testing.T) {
 
 func TestCheckAcceptsAGoodConfig(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	path := filepath.Join("..", "..", "internal", "agent", "testdata", "full.good.yaml")
+	path := filepath.Join("..", "..", "registrar", "testdata", "full.good.yaml")
 	code := run(context.Background(), []string{"registrar", "check", "-c", path}, &stdout, &stderr)
 	if code != 0 || !strings.HasSuffix(stdout.String(), "checks OK\n") {
 		t.Errorf("check -c %s = %d, stdout %q, stderr %q; want 0 and OK", path, code, stdout.String(), stderr.String())

@@ -11,8 +11,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/rewire/rewire/internal/agent"
 	"github.com/rewire/rewire/internal/daemon"
+	"github.com/rewire/rewire/registrar"
 	"github.com/urfave/cli/v2"
 )
 
@@ -22,8 +22,8 @@ func cmdRun(c *cli.Context) error {
 		return err
 	}
 	path := c.String("config")
-	load := func() (agent.Config, error) {
-		cfg, err := agent.LoadConfig(path)
+	load := func() (registrar.Config, error) {
+		cfg, err := registrar.LoadConfig(path)
 		if err != nil {
 			return cfg, err
 		}
@@ -55,7 +55,7 @@ func cmdRun(c *cli.Context) error {
 	}
 	defer conn.Close()
 	reg := daemon.NewRegistry()
-	a := agent.New(cfg, agent.Options{Client: conn.Client, Logger: log, Registerer: reg})
+	a := registrar.New(cfg, registrar.Options{Client: conn.Client, Logger: log, Registerer: reg})
 	mux := http.NewServeMux()
 	a.Register(mux)
 	mux.Handle("GET /healthz", daemon.Healthz(a.Healthy))
@@ -67,11 +67,11 @@ func cmdRun(c *cli.Context) error {
 	}
 	serveSocket := func() error { return nil }
 	if so := cfg.Socket(); so != nil {
-		l, err := agent.ListenSocket(*so)
+		l, err := registrar.ListenSocket(*so)
 		if err != nil {
 			return err
 		}
-		serveSocket = agent.ServeSocket(httpCtx, l, mux, log)
+		serveSocket = registrar.ServeSocket(httpCtx, l, mux, log)
 		log.Info("local API on a unix socket", "path", so.Path, "mode", so.Mode.String())
 	}
 	log.Info("registrar started", "etcd", conn.Config.String(), "instances", len(cfg.Services), "listen", addr.String(), "config", path)
@@ -157,7 +157,7 @@ loop:
 // connecting to etcd or starting anything.
 func cmdCheck(c *cli.Context) error {
 	path := c.String("config")
-	cfg, err := agent.LoadConfig(path)
+	cfg, err := registrar.LoadConfig(path)
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("invalid config:\n%v", err), 2)
 	}

@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/rewire/rewire/internal/agent"
 	"github.com/rewire/rewire/internal/etcdtest"
+	"github.com/rewire/rewire/registrar"
 )
 
 var screenshot = flag.String("screenshot", "", "TestBrowserUI: save a screenshot of the page, db failing, to this file (docs/ui.png)")
@@ -121,7 +121,7 @@ func startStack(t *testing.T) (string, *atomic.Bool) {
 	if err := os.WriteFile(path, []byte(cfg.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfgv, err := agent.LoadConfig(path)
+	cfgv, err := registrar.LoadConfig(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func startStack(t *testing.T) (string, *atomic.Bool) {
 	// `registrar ui` goes through the command line (two command lines
 	// parsed at once in one process race on urfave/cli's global help
 	// flag).
-	a := agent.New(cfgv, agent.Options{Client: e.Client(t)})
+	a := registrar.New(cfgv, registrar.Options{Client: e.Client(t)})
 	wg.Go(func() { a.Run(ctx) })
 	wg.Go(func() {
 		run(ctx, []string{"registrar", "ui", "--listen", "127.0.0.1:0", "--etcd", e.Endpoints[0], "--prefix", "/t"}, &uiOut, &uiErr)

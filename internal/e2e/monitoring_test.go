@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rewire/rewire/internal/agent"
 	"github.com/rewire/rewire/internal/daemon"
 	"github.com/rewire/rewire/internal/etcdtest"
 	"github.com/rewire/rewire/internal/promtext"
+	"github.com/rewire/rewire/registrar"
 	"github.com/rewire/rewire/registry"
 	"github.com/rewire/rewire/render"
 	"gopkg.in/yaml.v3"
@@ -168,7 +168,7 @@ services:
 	}
 	// The families the daemons register, from the constructors they call.
 	rec := descRecorder(have)
-	agent.New(agent.Config{}, agent.Options{Registerer: rec})
+	registrar.New(registrar.Config{}, registrar.Options{Registerer: rec})
 	registry.NewWatcher(registry.WatcherOptions{Registerer: rec})
 	render.NewMetrics(rec)
 	families, err := daemon.NewRegistry().Gather()

@@ -1,4 +1,4 @@
-package agent
+package registrar
 
 import (
 	"context"
@@ -199,7 +199,7 @@ func (in *instance) retire() {
 }
 
 // publish builds the record from the current state and hands it to the
-// Registrar, which writes it only if its bytes changed.
+// Writer, which writes it only if its bytes changed.
 func (in *instance) publish(a *Agent) {
 	snap := a.watch.Current()
 	// Read the agent's state before taking in.mu: the agent takes a.mu

@@ -1,4 +1,4 @@
-package agent
+package registrar
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 
 // errOperator refuses to change a maintenance entry the local API did not
 // write: an operator's, set with `registrar maint`.
-var errOperator = errors.New("agent: in maintenance by an operator; only `registrar maint disable` (with etcd credentials) changes that")
+var errOperator = errors.New("registrar: in maintenance by an operator; only `registrar maint disable` (with etcd credentials) changes that")
 
 // putMaintenance puts this registrar's own instances of a service (or the
 // one named) in maintenance, each with its own instance entry.
@@ -90,7 +90,7 @@ func (a *Agent) ownIDs(w http.ResponseWriter, r *http.Request) ([]string, bool) 
 	return ids, true
 }
 
-var errAbsent = errors.New("agent: no maintenance entry")
+var errAbsent = errors.New("registrar: no maintenance entry")
 
 // changeMaintenance applies op to an instance's maintenance key if the key
 // is absent (puts only) or holds an entry the local API wrote, in one

@@ -21,7 +21,7 @@ type registrarTest struct {
 	e   *etcdtest.Etcd
 	cli *etcd.Client
 	reg *prometheus.Registry
-	r   *Registrar
+	r   *Writer
 	k   schema.Keys
 }
 
@@ -31,7 +31,7 @@ func newRegistrarTest(t *testing.T) *registrarTest {
 	cli := e.Client(t)
 	reg := prometheus.NewRegistry()
 	k := schema.Keys{Prefix: "/test"}
-	r := NewRegistrar(RegistrarOptions{Client: cli, Keys: k, TTL: testTTL, Registerer: reg})
+	r := NewWriter(WriterOptions{Client: cli, Keys: k, TTL: testTTL, Registerer: reg})
 	return &registrarTest{e: e, cli: cli, reg: reg, r: r, k: k}
 }
 
@@ -321,7 +321,7 @@ func TestRegistrarSurvivesPartition(t *testing.T) {
 	p := newPartition(t, e.Endpoints[0])
 	reg := prometheus.NewRegistry()
 	k := schema.Keys{Prefix: "/test"}
-	r := NewRegistrar(RegistrarOptions{Client: p.client(t), Keys: k, TTL: testTTL, Registerer: reg})
+	r := NewWriter(WriterOptions{Client: p.client(t), Keys: k, TTL: testTTL, Registerer: reg})
 	rt := &registrarTest{e: e, cli: direct, reg: reg, r: r, k: k}
 
 	web1 := testInstance("web", "web-1")

@@ -1,4 +1,4 @@
-package agent
+package registrar
 
 import (
 	"crypto/subtle"
@@ -50,7 +50,7 @@ func (a *Agent) Register(mux *http.ServeMux) {
 }
 
 // errForbidden is the answer to a write from an unauthenticated caller.
-var errForbidden = errors.New("agent: local API writes need the unix socket (api_socket) or the api_token_file token in an \"Authorization: Bearer\" header")
+var errForbidden = errors.New("registrar: local API writes need the unix socket (api_socket) or the api_token_file token in an \"Authorization: Bearer\" header")
 
 // authorized wraps a write handler: it runs only for an authenticated
 // caller, and gets the caller's name for "by".

@@ -18,8 +18,8 @@ import (
 	etcd "go.etcd.io/etcd/client/v3"
 )
 
-// RegistrarOptions configures NewRegistrar.
-type RegistrarOptions struct {
+// WriterOptions configures NewWriter.
+type WriterOptions struct {
 	Client *etcd.Client
 	Keys   schema.Keys
 	// TTL of the process's lease; default 10s, at least 2s.
@@ -35,12 +35,12 @@ type RegistrarOptions struct {
 	Registerer    prometheus.Registerer // nil: metrics are not registered
 }
 
-// Registrar keeps a set of instance records in etcd under one lease.
+// Writer keeps a set of instance records in etcd under one lease.
 // Callers say what the records should be (Set, Remove); Run makes etcd
 // agree, writing only records whose bytes changed, and re-registering
 // everything under a new lease when the old one is lost. When Run's context
 // ends it revokes the lease, which deregisters every record at once.
-type Registrar struct {
+type Writer struct {
 	cli     *etcd.Client
 	keys    schema.Keys
 	ttl     time.Duration
@@ -62,8 +62,8 @@ type Registrar struct {
 	wrote   map[string][]byte // Run's leaseState.written, for Wrote
 }
 
-// NewRegistrar returns a Registrar; call Run to start writing.
-func NewRegistrar(opts RegistrarOptions) *Registrar {
+// NewWriter returns a Writer; call Run to start writing.
+func NewWriter(opts WriterOptions) *Writer {
 	if opts.TTL == 0 {
 		opts.TTL = 10 * time.Second
 	}
@@ -76,7 +76,7 @@ func NewRegistrar(opts RegistrarOptions) *Registrar {
 	}
 	f := promauto.With(opts.Registerer)
 	log := logger(opts.Logger).With("component", "registry.registrar")
-	return &Registrar{
+	return &Writer{
 		cli:     opts.Client,
 		keys:    opts.Keys,
 		ttl:     opts.TTL,
@@ -109,7 +109,7 @@ func logger(l *slog.Logger) *slog.Logger {
 
 // Set makes in the desired record for its service and id. It returns the
 // record's validation error, if any, and then changes nothing.
-func (r *Registrar) Set(in schema.Instance) error {
+func (r *Writer) Set(in schema.Instance) error {
 	b, err := in.Marshal()
 	if err != nil {
 		return err
@@ -126,7 +126,7 @@ func (r *Registrar) Set(in schema.Instance) error {
 }
 
 // Remove deregisters one instance.
-func (r *Registrar) Remove(service, id string) {
+func (r *Writer) Remove(service, id string) {
 	key := r.keys.Instance(service, id)
 	r.mu.Lock()
 	_, ok := r.desired[key]
@@ -139,7 +139,7 @@ func (r *Registrar) Remove(service, id string) {
 
 // Wrote reports whether the record of service/id is in etcd under the
 // current lease as far as Run knows (written, and not lost since).
-func (r *Registrar) Wrote(service, id string) bool {
+func (r *Writer) Wrote(service, id string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	_, ok := r.wrote[r.keys.Instance(service, id)]
@@ -150,14 +150,14 @@ func (r *Registrar) Wrote(service, id string) bool {
 // a caller that saw one of its records disappear (an operator revoked the
 // lease, or it expired during a partition). Without it, a lost lease is
 // noticed at the next keepalive, up to TTL/3 later. It never blocks.
-func (r *Registrar) VerifyLease() {
+func (r *Writer) VerifyLease() {
 	select {
 	case r.verify <- struct{}{}:
 	default:
 	}
 }
 
-func (r *Registrar) kick() {
+func (r *Writer) kick() {
 	select {
 	case r.trigger <- struct{}{}:
 	default:
@@ -167,7 +167,7 @@ func (r *Registrar) kick() {
 // Run keeps etcd in line with the desired records until ctx ends, then
 // revokes the lease. It never returns because etcd is unreachable: it
 // retries with exponential backoff and jitter.
-func (r *Registrar) Run(ctx context.Context) error {
+func (r *Writer) Run(ctx context.Context) error {
 	st := &leaseState{written: map[string][]byte{}, buckets: map[string]*bucket{}, mu: &r.mu}
 	r.mu.Lock()
 	r.wrote = st.written
@@ -244,7 +244,7 @@ type leaseState struct {
 	alive  <-chan *etcd.LeaseKeepAliveResponse
 	stopKA context.CancelFunc
 	// written is key → bytes written under lease. Only Run's goroutine
-	// changes it, holding mu (the Registrar's), so Wrote can read it.
+	// changes it, holding mu (the Writer's), so Wrote can read it.
 	written map[string][]byte
 	mu      *sync.Mutex
 	buckets map[string]*bucket
@@ -278,7 +278,7 @@ func (st *leaseState) drop() {
 }
 
 // lost counts and logs a lost lease, then drops it.
-func (r *Registrar) lost(st *leaseState, msg string) {
+func (r *Writer) lost(st *leaseState, msg string) {
 	r.leaseLost.Inc()
 	r.log.Warn(msg, "lease_id", int64(st.lease))
 	st.drop()
@@ -287,7 +287,7 @@ func (r *Registrar) lost(st *leaseState, msg string) {
 // forgetMissing drops from written every key that is no longer in etcd.
 // It reads exactly those keys, so a role allowing only the registrar's own
 // services suffices.
-func (r *Registrar) forgetMissing(ctx context.Context, st *leaseState) {
+func (r *Writer) forgetMissing(ctx context.Context, st *leaseState) {
 	present, err := r.present(ctx, slices.Collect(maps.Keys(st.written)))
 	if err != nil {
 		r.log.Warn("cannot check which records still exist", "err", err)
@@ -304,7 +304,7 @@ func (r *Registrar) forgetMissing(ctx context.Context, st *leaseState) {
 
 // present returns which of keys exist, reading them in batched
 // transactions of single-key gets.
-func (r *Registrar) present(ctx context.Context, keys []string) (map[string]bool, error) {
+func (r *Writer) present(ctx context.Context, keys []string) (map[string]bool, error) {
 	out := make(map[string]bool, len(keys))
 	for chunk := range slices.Chunk(keys, maxTxnOps) {
 		ops := make([]etcd.Op, len(chunk))
@@ -329,7 +329,7 @@ func (r *Registrar) present(ctx context.Context, keys []string) (map[string]bool
 // syncOnce grants a lease when there is none, then writes every record that
 // differs from what was last written under it, as the rate limit allows.
 // It returns how long until a deferred write is due (an hour if none).
-func (r *Registrar) syncOnce(ctx context.Context, st *leaseState) (time.Duration, error) {
+func (r *Writer) syncOnce(ctx context.Context, st *leaseState) (time.Duration, error) {
 	written, buckets := st.written, st.buckets
 	next := time.Hour
 	r.mu.Lock()
@@ -427,7 +427,7 @@ func (o writeOp) name() string {
 // commit writes ops in one transaction under st's lease and records what
 // was written. A single op that etcd refuses for lack of permission is
 // recorded (and logged once) as a PermissionError naming its key.
-func (r *Registrar) commit(ctx context.Context, st *leaseState, chunk []writeOp) error {
+func (r *Writer) commit(ctx context.Context, st *leaseState, chunk []writeOp) error {
 	tops := make([]etcd.Op, len(chunk))
 	for i, o := range chunk {
 		if o.val == nil {

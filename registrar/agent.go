@@ -1,4 +1,4 @@
-package agent
+package registrar
 
 import (
 	"cmp"
@@ -20,7 +20,7 @@ import (
 	etcd "go.etcd.io/etcd/client/v3"
 )
 
-var errNotFound = errors.New("agent: not found")
+var errNotFound = errors.New("registrar: not found")
 
 // Options configures New.
 type Options struct {
@@ -44,7 +44,7 @@ type Agent struct {
 	node    string
 	token   string // local API writes over TCP; "" refuses them
 	log     *slog.Logger
-	reg     *registry.Registrar
+	reg     *registry.Writer
 	watch   *registry.Watcher
 	metrics metrics
 	reloads chan reloadReq
@@ -79,7 +79,7 @@ func New(cfg Config, opts Options) *Agent {
 		cli: opts.Client, keys: keys, node: cfg.Node, token: cfg.apiToken, log: log, cfg: cfg,
 		instances: map[string]*running{},
 		reloads:   make(chan reloadReq),
-		reg: registry.NewRegistrar(registry.RegistrarOptions{
+		reg: registry.NewWriter(registry.WriterOptions{
 			Client: opts.Client, Keys: keys, TTL: cfg.LeaseTTL, WriteInterval: cfg.WriteInterval,
 			Logger: log, Registerer: opts.Registerer,
 		}),
@@ -119,7 +119,7 @@ func (c Config) readScope() []string {
 // Run registers every configured instance and keeps them current until
 // ctx ends; it then stops the checks and revokes the lease, which
 // deregisters everything at once. It returns after all its goroutines
-// exited. etcd being unreachable is never an error: the Registrar retries.
+// exited. etcd being unreachable is never an error: the Writer retries.
 func (a *Agent) Run(ctx context.Context) error {
 	regCtx, stopReg := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
@@ -156,9 +156,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
-// lostOwnRecord reports whether a record the Registrar wrote under its
+// lostOwnRecord reports whether a record the Writer wrote under its
 // current lease is gone from snap: its lease was revoked or expired, or
-// someone deleted it. (Asking the Registrar, not comparing snapshots:
+// someone deleted it. (Asking the Writer, not comparing snapshots:
 // updates coalesce, so the agent may never see a snapshot holding the
 // record before it vanishes.)
 func (a *Agent) lostOwnRecord(snap *schema.Snapshot) bool {

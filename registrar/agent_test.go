@@ -1,4 +1,4 @@
-package agent
+package registrar
 
 import (
 	"bytes"
@@ -342,7 +342,7 @@ func TestWriteRateLimit(t *testing.T) {
 	const (
 		flapFor       = 10 * time.Second
 		writeInterval = time.Second
-		burst         = 3 // registry.RegistrarOptions.WriteBurst default
+		burst         = 3 // registry.WriterOptions.WriteBurst default
 	)
 	e := etcdtest.Start(t)
 	var flapping atomic.Bool
