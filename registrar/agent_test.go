@@ -732,6 +732,7 @@ func TestEtcdOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skipf("stops etcd for %s; skipped with -short", outage)
 	}
+	testutil.Long(t, fmt.Sprintf("stops etcd for %s", outage))
 	e := etcdtest.Start(t)
 	srv := newHealthServer(t, http.StatusOK)
 	h := startAgent(t, e, testConfig(service("svc", httpCheck(srv.URL))))

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rewire/rewire/internal/etcdtest"
+	"github.com/rewire/rewire/internal/testutil"
 	"github.com/rewire/rewire/registry"
 	"github.com/rewire/rewire/render"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -190,6 +191,7 @@ const outage = 30 * time.Second
 
 func TestTemplaterEtcdOutage(t *testing.T) {
 	skipShort(t)
+	testutil.Long(t, fmt.Sprintf("stops etcd for %s", outage))
 	r := startProd(t, t.TempDir(), "")
 	e, cli, listen, dest, p := r.etcd, r.cli, r.listen, r.dest, r.p
 	put(t, cli, "/rw/services/web/web-1", instanceRecord("web", "web-1", "10.0.0.1"))

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/rewire/rewire/internal/testutil"
 )
 
 // wipeRegistrar registers web-1..3, each checked by HTTP against its own
@@ -83,6 +85,9 @@ func TestTemplaterEtcdWiped(t *testing.T) {
 	skipShort(t)
 	for _, down := range []time.Duration{0, outage} {
 		t.Run(fmt.Sprintf("down %s", down), func(t *testing.T) {
+			if down > 0 {
+				testutil.Long(t, fmt.Sprintf("stops etcd for %s", down))
+			}
 			dir := t.TempDir()
 			writeFile(t, filepath.Join(dir, "web.tmpl"), `{{ range instances "web" }}server {{ .ID }} {{ .Health.Shallow }}
 {{ end }}`)

@@ -5,6 +5,7 @@ package testutil
 import (
 	"encoding/json"
 	"errors"
+	"flag"
 	"maps"
 	"os"
 	"slices"
@@ -70,3 +71,17 @@ func ReadKV(t testing.TB, path string) map[string]string {
 	}
 	return kv
 }
+
+// Long skips a test that sits through a real outage of tens of seconds
+// (what), unless it is asked for: `go test -long` in a package whose tests
+// import testutil, REWIRE_LONG=1, or CI set (CI always runs them). A plain
+// `make test` lists the skip in its summary.
+func Long(t testing.TB, what string) {
+	t.Helper()
+	if *long || os.Getenv("REWIRE_LONG") != "" || os.Getenv("CI") != "" {
+		return
+	}
+	t.Skipf("long: %s (run with -long, REWIRE_LONG=1 or CI set)", what)
+}
+
+var long = flag.Bool("long", false, "run the tests that sit through real outages of tens of seconds")
