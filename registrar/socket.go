@@ -2,7 +2,6 @@ package registrar
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -12,6 +11,8 @@ import (
 	"os/user"
 	"strconv"
 	"time"
+
+	"github.com/rewire/rewire/internal/daemon"
 )
 
 // peer is who is on the other end of a unix socket connection, as the
@@ -106,19 +107,6 @@ func ServeSocket(ctx context.Context, l net.Listener, h http.Handler, log *slog.
 			return ctx
 		}}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
-	return func() error {
-		select {
-		case err := <-errc:
-			return err
-		case <-ctx.Done():
-		}
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		err := srv.Shutdown(sctx)
-		if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
-			err = serr
-		}
-		return err
-	}
+	go func() { errc <- daemon.ServeUntil(ctx, srv, l) }()
+	return func() error { return <-errc }
 }

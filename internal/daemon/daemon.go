@@ -227,21 +227,25 @@ func Serve(ctx context.Context, addr string, mux *http.ServeMux, reg *prometheus
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	log.Info("serving /healthz and /metrics", "addr", l.Addr().String())
-	wait := func() error {
-		errc := make(chan error, 1)
-		go func() { errc <- srv.Serve(l) }()
-		select {
-		case err := <-errc:
-			return err
-		case <-ctx.Done():
-		}
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		err := srv.Shutdown(sctx)
-		if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
-			err = serr
-		}
+	return l.Addr(), func() error { return ServeUntil(ctx, srv, l) }, nil
+}
+
+// ServeUntil serves srv on l until ctx ends, then shuts it down gracefully
+// (open requests get 5 s) and returns once it has stopped: nil after a
+// clean stop, else the error that ended serving or shutting down.
+func ServeUntil(ctx context.Context, srv *http.Server, l net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
 		return err
+	case <-ctx.Done():
 	}
-	return l.Addr(), wait, nil
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	return err
 }
