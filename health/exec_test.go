@@ -4,30 +4,13 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-)
 
-// countProcs counts live processes whose command line is exactly cmdline
-// (zombies have an empty one, so they do not count).
-func countProcs(t *testing.T, cmdline string) int {
-	t.Helper()
-	files, err := filepath.Glob("/proc/[0-9]*/cmdline")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, f := range files {
-		if b, err := os.ReadFile(f); err == nil && string(b) == cmdline {
-			n++
-		}
-	}
-	return n
-}
+	"github.com/rewire/rewire/internal/testutil"
+)
 
 // TestExecForkingCheckLeavesNothing runs a check that forks a long sleep
 // into the background and exits, every 20ms: after ten intervals, and
@@ -57,10 +40,10 @@ func TestExecForkingCheckLeavesNothing(t *testing.T) {
 			t.Fatal("fewer than 10 probes in 30s")
 		}
 	}
-	after10 := countProcs(t, sleep)
+	after10 := testutil.CountProcs(t, sleep)
 	cancel()
 	<-done
-	afterStop := countProcs(t, sleep)
+	afterStop := testutil.CountProcs(t, sleep)
 	t.Logf("background sleeps left: %d after 10 intervals, %d after the monitor stopped", after10, afterStop)
 	if after10 != 0 || afterStop != 0 {
 		t.Errorf("background sleeps left: %d after 10 intervals, %d after stop; want 0 and 0", after10, afterStop)

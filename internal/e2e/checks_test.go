@@ -9,24 +9,8 @@ import (
 	"time"
 
 	"github.com/rewire/rewire/internal/etcdtest"
+	"github.com/rewire/rewire/internal/testutil"
 )
-
-// countCmdline counts live processes whose command line is exactly
-// cmdline (zombies have an empty one).
-func countCmdline(t *testing.T, cmdline string) int {
-	t.Helper()
-	files, err := filepath.Glob("/proc/[0-9]*/cmdline")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, f := range files {
-		if b, err := os.ReadFile(f); err == nil && string(b) == cmdline {
-			n++
-		}
-	}
-	return n
-}
 
 // TestRegistrarForkingCheck runs the registrar with an exec check given as
 // a path relative to the config file (the process runs elsewhere) whose
@@ -64,12 +48,12 @@ services:
 		return shallow(record(t, cli, "/rw/services/web/web-1")) == "passing"
 	})
 	waitFor(t, 20*time.Second, "ten probes", func() bool { return metric(listen, "registrar_checks_total") >= 10 })
-	after10 := countCmdline(t, sleep)
+	after10 := testutil.CountProcs(t, sleep)
 	p.signal(t, syscall.SIGTERM)
 	if code := p.wait(t, 20*time.Second); code != 0 {
 		t.Errorf("registrar exit code %d after SIGTERM, want 0", code)
 	}
-	afterTerm := countCmdline(t, sleep)
+	afterTerm := testutil.CountProcs(t, sleep)
 	t.Logf("background sleeps left: %d after 10+ intervals, %d after SIGTERM", after10, afterTerm)
 	if after10 != 0 || afterTerm != 0 {
 		t.Errorf("background sleeps left: %d after 10+ intervals, %d after SIGTERM; want 0 and 0", after10, afterTerm)

@@ -2,11 +2,11 @@ package proc
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rewire/rewire/internal/testutil"
 )
 
 // TestOutputWrite checks that writes beyond the limit are accepted (so
@@ -70,24 +70,7 @@ func TestRunLeavesNothing(t *testing.T) {
 		}
 		t.Logf("run %d took %s", i, time.Since(start).Round(time.Millisecond))
 	}
-	if n := countProcs(t, "sleep\x00"+marker+"\x00"); n != 0 {
+	if n := testutil.CountProcs(t, "sleep\x00"+marker+"\x00"); n != 0 {
 		t.Errorf("%d background children left after 3 runs, want 0", n)
 	}
-}
-
-// countProcs counts live processes whose command line is cmdline, from
-// /proc (zombies have an empty one).
-func countProcs(t *testing.T, cmdline string) int {
-	t.Helper()
-	dirs, err := filepath.Glob("/proc/[0-9]*/cmdline")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, f := range dirs {
-		if b, err := os.ReadFile(f); err == nil && string(b) == cmdline {
-			n++
-		}
-	}
-	return n
 }

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -104,3 +105,22 @@ func Slow(t testing.TB, what string, d, bound time.Duration) {
 }
 
 var strictTiming = flag.Bool("strict-timing", false, "fail tests whose durations pass their bounds (else they are logged)")
+
+// CountProcs counts the live processes whose command line is exactly
+// cmdline (arguments separated and ended by NUL, as in /proc/PID/cmdline);
+// zombies have an empty one, so they do not count. Linux only: it reads
+// /proc. Tests of "nothing left behind" count a marker command with it.
+func CountProcs(t testing.TB, cmdline string) int {
+	t.Helper()
+	files, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil && string(b) == cmdline {
+			n++
+		}
+	}
+	return n
+}
