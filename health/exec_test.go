@@ -1,11 +1,9 @@
 package health
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -53,28 +51,10 @@ func TestExecForkingCheckLeavesNothing(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer safe for concurrent logging.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestExecCannotStartLoggedOnce: a check whose command cannot start is
 // logged once with the reason, however many times it is probed.
 func TestExecCannotStartLoggedOnce(t *testing.T) {
-	var logs lockedBuffer
+	var logs testutil.Buffer
 	probes := make(chan Result, 100)
 	m := NewMonitor(MonitorOptions{Jitter: -1, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 		Checks: []Check{{Name: "missing", Interval: 10 * time.Millisecond, Timeout: 10 * time.Second,

@@ -20,29 +20,11 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/rewire/rewire/internal/etcdtest"
+	"github.com/rewire/rewire/internal/testutil"
 	"github.com/rewire/rewire/registrar"
 )
 
 var screenshot = flag.String("screenshot", "", "TestBrowserUI: save a screenshot of the page, db failing, to this file (docs/ui.png)")
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader in two
-// goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // chromium returns the path of Debian's chromium: skipped loudly when it
 // is missing, failed under CI (which installs it).
@@ -127,7 +109,7 @@ func startStack(t *testing.T) (string, *atomic.Bool) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	var uiErr, uiOut syncBuffer
+	var uiErr, uiOut testutil.Buffer
 	// The registrar's agent runs as `registrar run` would run it; only
 	// `registrar ui` goes through the command line (two command lines
 	// parsed at once in one process race on urfave/cli's global help
@@ -184,7 +166,7 @@ func TestBrowserUI(t *testing.T) {
 	// browser's log (CSP violations, failed loads) included.
 	cctx, stopConsole := context.WithCancel(bctx)
 	messages := chromedp.Console(cctx)
-	var jsErrors syncBuffer
+	var jsErrors testutil.Buffer
 	consoleDone := make(chan struct{})
 	go func() {
 		defer close(consoleDone)

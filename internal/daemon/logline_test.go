@@ -1,11 +1,9 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,22 +13,9 @@ import (
 	"github.com/rewire/rewire/registry/schema"
 )
 
-// syncBuffer is a bytes.Buffer safe for a logger and a test at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) lines() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Split(strings.TrimSpace(b.buf.String()), "\n")
+// lines returns what b holds, a line each.
+func lines(b *testutil.Buffer) []string {
+	return strings.Split(strings.TrimSpace(b.String()), "\n")
 }
 
 // TestHugeFieldsLogLine writes records whose meta key, health status and
@@ -63,7 +48,7 @@ func TestHugeFieldsLogLine(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var out syncBuffer
+	var out testutil.Buffer
 	log, err := Logger(&out, "info")
 	if err != nil {
 		t.Fatal(err)
@@ -80,9 +65,9 @@ func TestHugeFieldsLogLine(t *testing.T) {
 		<-done
 	}()
 	testutil.WaitFor(t, 10*time.Second, "three invalid records logged", func() bool {
-		return strings.Count(strings.Join(out.lines(), "\n"), "skipping invalid registry entry") == 3
+		return strings.Count(strings.Join(lines(&out), "\n"), "skipping invalid registry entry") == 3
 	})
-	for _, line := range out.lines() {
+	for _, line := range lines(&out) {
 		if len(line) >= 1024 {
 			t.Errorf("log line of %d bytes, want < 1024: %.300s…", len(line), line)
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/rewire/rewire/internal/embedetcd"
 	"github.com/rewire/rewire/internal/etcdtest"
 	"github.com/rewire/rewire/internal/freeport"
+	"github.com/rewire/rewire/internal/testutil"
 	"github.com/rewire/rewire/registry"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 )
@@ -96,14 +97,14 @@ func TestConnectEtcdDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuffer
+	var out testutil.Buffer
 	log, _ := Logger(&out, "info")
 	conn, err := Connect(t.Context(), nil, registry.Config{Endpoints: []string{closed}}, log)
 	if err != nil {
 		t.Fatalf("Connect() = %v, want success (the client retries)", err)
 	}
 	conn.Close()
-	if got := strings.Join(out.lines(), "\n"); !strings.Contains(got, "connection refused: nothing listens on") {
+	if got := strings.Join(lines(&out), "\n"); !strings.Contains(got, "connection refused: nothing listens on") {
 		t.Errorf("log = %s, want the refused connection explained", got)
 	}
 }

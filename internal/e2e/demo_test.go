@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rewire/rewire/internal/testutil"
 )
 
 // TestDemo runs what `make demo` runs, for a few flips of web-2, and sends
@@ -106,7 +108,7 @@ func TestDemoDaemonsDieWithIt(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "demo-run")
 			cmd := exec.Command(bins.demo, "--dir", dir, "--bin", bins.dir, "--example", example, "--flap", "1h")
-			stdout := &syncBuffer{}
+			stdout := &testutil.Buffer{}
 			cmd.Stdout, cmd.Stderr = stdout, stdout
 			if tc.closed {
 				r, w, err := os.Pipe()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rewire/rewire/internal/etcdtest"
+	"github.com/rewire/rewire/internal/testutil"
 )
 
 func drainConfig(endpoint, listen, healthURL string, drain time.Duration) string {
@@ -148,7 +149,7 @@ func TestWait(t *testing.T) {
 	}
 
 	cmd := exec.Command(bins.registrar, "wait", "web", "--timeout", "20s", "--etcd", e.Endpoints[0], "--prefix", "/rw")
-	var buf syncBuffer
+	var buf testutil.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
