@@ -306,14 +306,17 @@ func accumulate(base, snap *schema.Snapshot) *schema.Snapshot {
 	var add []*schema.Service
 	for _, name := range snap.ServiceNames() {
 		b, s := base.Service(name), snap.Service(name)
-		if b == s || missing(s, b) == 0 {
-			continue
+		switch {
+		case b == s:
+		case b == nil:
+			if count(s) > 0 {
+				add = append(add, s)
+			}
+		default:
+			if sv := restore(s, b); sv != nil { // nil: nothing new
+				add = append(add, sv)
+			}
 		}
-		if b == nil {
-			add = append(add, s)
-			continue
-		}
-		add = append(add, restore(s, b))
 	}
 	if len(add) == 0 {
 		return base
