@@ -71,6 +71,9 @@ func (t *Target) plan(ctx context.Context, snap *schema.Snapshot, force bool) (*
 // guard runs the guards on p and, when they hold a removal, renders p
 // again from its snapshot with the held instances kept.
 func (t *Target) guard(ctx context.Context, p *planned) error {
+	if t.cfg.Guards.off() {
+		return nil // nothing to judge: skip collecting the names on every render
+	}
 	t.mu.Lock()
 	in := guardInput{applied: t.applied, baseline: t.baseline, snap: p.snap, since: t.heldSince, now: time.Now(),
 		names: unionSorted(t.deps.Services(), p.deps.Services())}
