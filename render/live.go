@@ -9,7 +9,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/rewire/rewire/render/haproxy"
+	"github.com/rewire/rewire/haproxy"
 )
 
 // HAProxyConfig is a template's `haproxy:` block: apply server changes

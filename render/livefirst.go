@@ -3,7 +3,7 @@ package render
 import (
 	"context"
 
-	"github.com/rewire/rewire/render/haproxy"
+	"github.com/rewire/rewire/haproxy"
 )
 
 // Live-first: a change to a haproxy template that touches only servers is

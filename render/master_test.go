@@ -15,7 +15,7 @@ import (
 
 	"github.com/rewire/rewire/internal/haproxytest"
 	"github.com/rewire/rewire/render"
-	"github.com/rewire/rewire/render/haproxy"
+	"github.com/rewire/rewire/haproxy"
 )
 
 // masterTmpl renders a valid haproxy config unless app/broken is set.

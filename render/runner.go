@@ -9,7 +9,7 @@ import (
 
 	"github.com/rewire/rewire/internal/backoff"
 	"github.com/rewire/rewire/registry/schema"
-	"github.com/rewire/rewire/render/haproxy"
+	"github.com/rewire/rewire/haproxy"
 )
 
 // Source is where the Runner reads the registry: registry.Watcher

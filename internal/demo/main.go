@@ -27,7 +27,7 @@ import (
 	"time"
 
 	"github.com/rewire/rewire/internal/embedetcd"
-	hap "github.com/rewire/rewire/render/haproxy"
+	hap "github.com/rewire/rewire/haproxy"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rewire/rewire/render/haproxy"
+	"github.com/rewire/rewire/haproxy"
 )
 
 // Bounds on how long haproxy may take; every wait polls against one of

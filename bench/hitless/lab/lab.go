@@ -26,7 +26,7 @@ import (
 	"time"
 
 	"github.com/rewire/rewire/registry/schema"
-	"github.com/rewire/rewire/render/haproxy"
+	"github.com/rewire/rewire/haproxy"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/rewire/rewire/internal/haproxytest"
-	"github.com/rewire/rewire/render/haproxy"
+	"github.com/rewire/rewire/haproxy"
 )
 
 const masterCfg = `global

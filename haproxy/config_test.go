@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rewire/rewire/render/haproxy"
+	"github.com/rewire/rewire/haproxy"
 )
 
 const goldenPath = "../../examples/haproxy/testdata/haproxy.cfg.golden"

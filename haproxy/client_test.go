@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rewire/rewire/render/haproxy"
+	"github.com/rewire/rewire/haproxy"
 )
 
 // clientBody has a backend of each kind the runtime API treats apart.

@@ -3,7 +3,7 @@ package haproxy_test
 import (
 	"fmt"
 
-	"github.com/rewire/rewire/render/haproxy"
+	"github.com/rewire/rewire/haproxy"
 )
 
 func ExampleDiff() {

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rewire/rewire/render/haproxy"
+	"github.com/rewire/rewire/haproxy"
 )
 
 // holder accepts TCP connections and keeps each open until the other

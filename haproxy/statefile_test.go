@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/rewire/rewire/internal/freeport"
-	"github.com/rewire/rewire/render/haproxy"
+	"github.com/rewire/rewire/haproxy"
 )
 
 func TestStateFiles(t *testing.T) {

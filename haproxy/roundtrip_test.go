@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rewire/rewire/render/haproxy"
+	"github.com/rewire/rewire/haproxy"
 )
 
 // rtBase is the config haproxy starts with in each round trip. Its second

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/rewire/rewire/internal/haproxytest"
-	"github.com/rewire/rewire/render/haproxy"
+	"github.com/rewire/rewire/haproxy"
 )
 
 // lab is a real haproxy started on a config made of a fixed global and

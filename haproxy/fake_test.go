@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rewire/rewire/render/haproxy"
+	"github.com/rewire/rewire/haproxy"
 )
 
 // fakeSocket serves a unix socket that reads a whole request, then lets
