@@ -102,6 +102,36 @@ func TestArchitecturePackages(t *testing.T) {
 // tableRow matches a row of the package table: | `path` | ... |
 var tableRow = regexp.MustCompile("^\\| `([a-z0-9/]+)` \\|")
 
+// TestRenderImportsNoHAProxy: the render pipeline knows files, commands
+// and its Runtime interface; HAProxy plugs in from its own package, wired
+// by the templater engine, so that another consumer is a new package and
+// not an edit of the pipeline. Neither imports etcd.
+func TestRenderImportsNoHAProxy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list")
+	}
+	out, err := exec.Command("go", "list", "-deps", "./render").Output()
+	if err != nil {
+		t.Fatalf("go list -deps ./render: %v", err)
+	}
+	deps := strings.Fields(string(out))
+	for _, d := range deps {
+		if d == "github.com/rewire/rewire/haproxy" || strings.HasPrefix(d, "go.etcd.io/") {
+			t.Errorf("render depends on %s", d)
+		}
+	}
+	if !slices.Contains(deps, "github.com/rewire/rewire/registry/schema") {
+		t.Errorf("render's dependencies %v lack registry/schema: is go list answering for the right package?", deps)
+	}
+	out, err = exec.Command("go", "list", "-deps", "./templater").Output()
+	if err != nil {
+		t.Fatalf("go list -deps ./templater: %v", err)
+	}
+	if !slices.Contains(strings.Fields(string(out)), "github.com/rewire/rewire/haproxy") {
+		t.Error("the templater engine does not import haproxy: who wires the HAProxy runtime in?")
+	}
+}
+
 // TestSchemaImportsNoProberNoEtcd: the record format is a public contract
 // that other tools import; it must not drag in etcd's client or the code
 // that probes (health: HTTP, gRPC, exec), only the health vocabulary.

@@ -10,7 +10,7 @@ import (
 	"github.com/rewire/rewire/haproxy"
 )
 
-const goldenPath = "../../examples/haproxy/testdata/haproxy.cfg.golden"
+const goldenPath = "../examples/haproxy/testdata/haproxy.cfg.golden"
 
 func TestParseSections(t *testing.T) {
 	cfg := `# preamble comment

@@ -23,6 +23,14 @@
 // Runtime changes live in the running process only: always write the new
 // file as well, or the next reload undoes them.
 //
+// Runtime is one template's haproxy as the templater's render pipeline
+// drives it (it satisfies render.Runtime through a small adapter in the
+// templater, so this package imports nothing of the pipeline): server-only
+// changes through the runtime API, live-first before the check, server
+// state kept across reloads, reloads confirmed by a new worker, drift
+// repaired, reloads through the master CLI. Its metrics are
+// templater_haproxy_*.
+//
 // Client methods each use one connection and may be called concurrently.
 // The package starts no goroutine that outlives a call.
 package haproxy

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rewire/rewire/internal/haproxytest"
 	"github.com/rewire/rewire/haproxy"
+	"github.com/rewire/rewire/internal/haproxytest"
 )
 
 // lab is a real haproxy started on a config made of a fixed global and

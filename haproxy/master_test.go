@@ -3,15 +3,16 @@ package haproxy_test
 import (
 	"context"
 	"errors"
-	"github.com/rewire/rewire/internal/freeport"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/rewire/rewire/internal/haproxytest"
+	"github.com/rewire/rewire/internal/freeport"
+
 	"github.com/rewire/rewire/haproxy"
+	"github.com/rewire/rewire/internal/haproxytest"
 )
 
 const masterCfg = `global

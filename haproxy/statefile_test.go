@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rewire/rewire/internal/freeport"
 	"github.com/rewire/rewire/haproxy"
+	"github.com/rewire/rewire/internal/freeport"
 )
 
 func TestStateFiles(t *testing.T) {

@@ -68,19 +68,19 @@ func (r *round) plan(ctx context.Context, force bool) []*planned {
 	return plans
 }
 
-// install checks and swaps in every planned file; a server-only change of
-// a haproxy template goes live first, and back if its check fails.
+// install checks and swaps in every planned file; a change its runtime
+// validates itself goes live first, and back if its check fails.
 func (r *round) install(ctx context.Context, plans []*planned) {
 	for i, t := range r.g.targets {
 		if p := plans[i]; p != nil && r.results[i].err == nil {
-			e := t.applyEarly(ctx, p) // live-first: traffic moves before the check
+			ch, early := t.applyEarly(ctx, p) // live-first: traffic moves before the check
 			in, err := t.install(ctx, p)
 			if err == nil {
-				in.early = e
+				in.change = ch
 				r.done, r.doneIdx = append(r.done, in), append(r.doneIdx, i)
 				r.results[i].changed = true
-			} else if e != nil {
-				e.undo(ctx, t, err)
+			} else if early {
+				t.undoEarly(ctx, ch, err)
 			}
 			r.results[i].err = err
 		}
@@ -91,43 +91,41 @@ func (r *round) install(ctx context.Context, plans []*planned) {
 	}
 }
 
-// applyLive applies the installed haproxy templates whose change touched
-// only servers through the runtime API. It reports whether the group
-// must reload: a template without a haproxy block, or one that cannot go
-// live.
+// applyLive applies each installed change through its template's runtime.
+// It reports whether the group must reload: a template without a runtime,
+// or a change its runtime cannot apply live.
 func (r *round) applyLive(ctx context.Context) (needReload bool) {
 	for _, in := range r.done {
-		if in.t.cfg.HAProxy == nil {
+		if in.change == nil {
 			needReload = true
 			continue
 		}
-		if reason, why := in.applyLive(ctx); reason != "" {
-			in.whyReload = reason + ": " + why
+		done, err := in.change.Apply(ctx)
+		if err != nil {
+			in.whyReload = err.Error()
 			needReload = true
-			in.t.metrics.liveReload(in.t.cfg.Name, reason)
-			in.t.log.Info("reloading: the change cannot be applied live", "reason", reason, "detail", why)
+			in.t.log.Info("reloading: the change cannot be applied live", "reason", err)
+			continue
 		}
+		in.live = done
 	}
 	return needReload
 }
 
-// reload reloads the group once for everything installed, saving haproxy
-// server state first and confirming a new worker after; a failure rolls
-// the whole round back.
+// reload reloads the group once for everything installed, letting each
+// runtime keep its state first and confirming the reload after; a failure
+// rolls the whole round back.
 func (r *round) reload(ctx context.Context, needReload bool) {
 	g := r.g
 	if len(r.done) == 0 || !g.canReload() || !needReload {
 		return
 	}
 	g.pace(ctx)
-	var watches []*workerWatch
-	for _, side := range g.reloadSides(r.done, false) {
-		side.saveBeforeReload(ctx)
-		// A reload through the master CLI waits for the new worker itself.
-		if !g.reload.IsZero() {
-			if w := side.watchWorker(ctx); w != nil {
-				watches = append(watches, w)
-			}
+	var watches []reloadWatch
+	for _, side := range g.reloadSides(r.done) {
+		// A reload through the runtime's own reloader waits by itself.
+		if w := side.change.BeforeReload(ctx, false, !g.reload.IsZero()); w != nil {
+			watches = append(watches, reloadWatch{t: side.t, wait: w})
 		}
 	}
 	output, err := g.reloadNow(ctx, r.done[0].t.vars(""))
@@ -177,7 +175,7 @@ func (r *round) commit(needReload bool) {
 		case in.whyReload != "" && reloaded:
 			how = "reloaded: " + in.whyReload
 		case in.whyReload != "":
-			how = "file updated, not reloaded (no reload command or haproxy.master): " + in.whyReload
+			how = "file updated, not reloaded (no reload command, and the runtime cannot reload): " + in.whyReload
 		}
 		in.t.commit(in.plan, true, how)
 		in.t.log.Info(msg, "path", in.t.cfg.Destination, "rev", r.snap.Rev)
@@ -209,8 +207,8 @@ func (g *group) rollback(ctx context.Context, done []*installed, idx []int, resu
 		}
 	}
 	if g.canReload() && restoreErr == nil {
-		for _, side := range g.reloadSides(done, true) {
-			side.saveBeforeReload(ctx)
+		for _, side := range g.reloadSides(done) {
+			side.change.BeforeReload(ctx, true, false)
 		}
 		if _, err := g.reloadNow(ctx, done[0].t.vars("")); err != nil {
 			what := "file"
@@ -234,18 +232,23 @@ func (g *group) rollback(ctx context.Context, done []*installed, idx []int, resu
 	}
 }
 
-// confirmReload waits until a new haproxy worker serves each watched
-// stats socket. A reload signal can be lost (HAProxy 2.6's master misses
-// a SIGUSR2 that arrives while it re-executes itself for the previous
-// one: measured, 2 of 11 reloads 150 ms apart), so when no new worker
-// shows up it reloads once more before giving up.
-func (g *group) confirmReload(ctx context.Context, ws []*workerWatch, v cmdVars) error {
-	timeout := g.timeout
-	if timeout <= 0 {
-		timeout = 30 * time.Second
+// reloadWatch waits until a template's process has reloaded.
+type reloadWatch struct {
+	t    *Target
+	wait func(context.Context, time.Duration) error
+}
+
+// confirmReload waits until each watched runtime serves from a reloaded
+// process. A reload signal can be lost (HAProxy 2.6's master misses a
+// SIGUSR2 that arrives while it re-executes itself for the previous one:
+// measured, 2 of 11 reloads 150 ms apart), so when none shows up it
+// reloads once more before giving up.
+func (g *group) confirmReload(ctx context.Context, ws []reloadWatch, v cmdVars) error {
+	wait := g.timeout
+	if wait <= 0 {
+		wait = 30 * time.Second
 	}
 	for _, w := range ws {
-		wait := min(timeout, w.t.cfg.HAProxy.timeout())
 		// A lost signal should not cost the whole timeout: give the first
 		// try a few times what the last confirmed reload took.
 		first := wait
@@ -261,13 +264,13 @@ func (g *group) confirmReload(ctx context.Context, ws []*workerWatch, v cmdVars)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		w.t.log.Warn("reload command ran but haproxy did not reload; running it again", "err", err)
+		w.t.log.Warn("reload command ran but the process did not reload; running it again", "err", err)
 		w.t.metrics.reload(w.t.cfg.Name, "repeated")
 		if _, rerr := g.reload.run(ctx, v, g.timeout); rerr != nil {
 			return rerr
 		}
 		if err := w.wait(ctx, wait); err != nil {
-			return fmt.Errorf("%w: the reload command ran twice but %w: haproxy may have rejected the new config (see its log)", ErrCommand, err)
+			return fmt.Errorf("%w: the reload command ran twice but %w: the process may have rejected the new config (see its log)", ErrCommand, err)
 		}
 	}
 	return nil

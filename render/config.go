@@ -32,9 +32,10 @@ type TargetConfig struct {
 	// between are applied together at the next one.
 	ReloadMinInterval time.Duration `yaml:"reload_min_interval"`
 	Guards            Guards        `yaml:"guards"`
-	// HAProxy, when set, applies changes that touch only server lines
-	// through HAProxy's runtime API, and reloads only for the rest.
-	HAProxy *HAProxyConfig `yaml:"haproxy"`
+	// Runtime, when set, is the process that runs the file and can take
+	// some changes without a reload (see Runtime). The templater sets it
+	// from a template's `haproxy:` block.
+	Runtime Runtime `yaml:"-"`
 }
 
 // WaitConfig is quiescence: after a change, wait until no further change

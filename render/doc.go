@@ -65,6 +65,13 @@
 // confirm, verify, commit or rollback) runs to its end even if the Run
 // context ends meanwhile; each command is bounded by its timeout.
 //
+// A consumer that can take some changes without a reload (HAProxy's
+// runtime API) plugs in as a Runtime (TargetConfig.Runtime): the pipeline
+// asks it to apply a change before the check (live-first), after the swap,
+// around a reload and on a reconcile timer. This package knows no
+// particular consumer; package haproxy implements Runtime and the
+// templater wires it in.
+//
 // A Target is safe for concurrent use, but Apply calls on one Target are
 // serialized.
 package render

@@ -4,8 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-
-	"github.com/rewire/rewire/haproxy"
 )
 
 // installed is a destination replaced in this round, with what to put
@@ -15,14 +13,11 @@ type installed struct {
 	plan    *planned
 	prev    []byte
 	existed bool
-	// For haproxy templates: what applyLive did live, or why it reloads,
-	// and the previous and new files as it parsed them (nil if it did not),
-	// so that a reload after it does not parse them again.
+	// change is the file's change as the template's runtime applies it
+	// (nil without a runtime); live is what it did live, or whyReload why
+	// it could not.
+	change          RuntimeChange
 	live, whyReload string
-	prevCfg, outCfg *haproxy.Config
-	// early is the change as applyEarly applied it before the check
-	// (live-first), or nil.
-	early *early
 }
 
 // install writes out to a staged file beside the destination, runs the

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rewire/rewire/haproxy"
 	"github.com/rewire/rewire/render"
 )
 
@@ -46,7 +47,7 @@ func TestLiveFirst(t *testing.T) {
 			}
 			check := render.Shell("touch " + gate + ".started; while [ ! -e " + gate + " ]; do sleep 0.01; done; " + verdict)
 			m, reg := newMetrics()
-			tg := mkTarget(t, "lb", l.text, render.TargetConfig{Destination: l.dest, Check: check, HAProxy: &render.HAProxyConfig{Reconcile: -1}},
+			tg := mkTarget(t, "lb", l.text, render.TargetConfig{Destination: l.dest, Check: check, Runtime: hapRuntime(haproxy.RuntimeConfig{Reconcile: -1}, reg)},
 				render.Options{Metrics: m})
 			good := readFile(t, l.dest)
 			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)

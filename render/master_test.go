@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/rewire/rewire/internal/freeport"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,9 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rewire/rewire/internal/freeport"
+	"github.com/rewire/rewire/templater"
+
+	"github.com/rewire/rewire/haproxy"
 	"github.com/rewire/rewire/internal/haproxytest"
 	"github.com/rewire/rewire/render"
-	"github.com/rewire/rewire/haproxy"
 )
 
 // masterTmpl renders a valid haproxy config unless app/broken is set.
@@ -59,7 +62,7 @@ func TestMasterCLIReload(t *testing.T) {
 	writeFile(t, dest, string(first))
 	p := haproxytest.Start(t, dest)
 
-	tg = mkTarget(t, "lb", text, render.TargetConfig{Destination: dest, HAProxy: &render.HAProxyConfig{Master: p.MasterSocket()}}, render.Options{})
+	tg = mkTarget(t, "lb", text, render.TargetConfig{Destination: dest, Runtime: hapRuntime(haproxy.RuntimeConfig{Master: p.MasterSocket()}, nil)}, render.Options{})
 	m := haproxy.NewMaster(p.MasterSocket())
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -93,6 +96,12 @@ func TestMasterCLIReload(t *testing.T) {
 	if st, err := m.ShowProc(ctx); err != nil || len(st.Workers) == 0 {
 		t.Errorf("show proc after the rollback = %+v, %v: want a serving worker", st, err)
 	}
+}
+
+// hapRuntime is a template's `haproxy:` block as the templater wires it
+// in, with its metrics registered with reg (nil: not registered).
+func hapRuntime(cfg haproxy.RuntimeConfig, reg prometheus.Registerer) render.Runtime {
+	return templater.HAProxyRuntime(cfg, haproxy.RuntimeOptions{Name: "lb", Metrics: haproxy.NewRuntimeMetrics(reg)})
 }
 
 // haproxyLab is a real master-worker haproxy started on the first render
@@ -188,7 +197,7 @@ func TestHAProxyStateAcrossReload(t *testing.T) {
 	text, dest, src, p, dir := l.text, l.dest, l.src, l.proc, l.dir
 
 	metrics, reg := newMetrics()
-	tg := mkTarget(t, "lb", text, render.TargetConfig{Destination: dest, HAProxy: &render.HAProxyConfig{Master: p.MasterSocket()}},
+	tg := mkTarget(t, "lb", text, render.TargetConfig{Destination: dest, Runtime: hapRuntime(haproxy.RuntimeConfig{Master: p.MasterSocket()}, reg)},
 		render.Options{Metrics: metrics})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -295,8 +304,8 @@ func TestReloadConfirmed(t *testing.T) {
 	mark := filepath.Join(dir, "lost-once")
 	lossy := render.Command{Shell: fmt.Sprintf("if [ -e %[1]s ]; then kill -USR2 %[2]d; else touch %[1]s; fi", mark, p.Pid())}
 	metrics, reg := newMetrics()
-	hc := &render.HAProxyConfig{Timeout: time.Second}
-	tg := mkTarget(t, "lb", text, render.TargetConfig{Destination: dest, Reload: lossy, HAProxy: hc}, render.Options{Metrics: metrics})
+	hc := hapRuntime(haproxy.RuntimeConfig{Timeout: time.Second}, reg)
+	tg := mkTarget(t, "lb", text, render.TargetConfig{Destination: dest, Reload: lossy, Runtime: hc}, render.Options{Metrics: metrics})
 	snap := src.change(t, map[string]string{"/rewire/app/balance": "leastconn"})
 	if changed, err := tg.Apply(ctx, snap); err != nil || !changed {
 		t.Fatalf("Apply(leastconn) with a lost reload signal = %v, %v, want true, nil", changed, err)
@@ -320,7 +329,7 @@ func TestReloadConfirmed(t *testing.T) {
 	// A reload command that never reloads: the apply fails and the file
 	// that haproxy runs comes back.
 	good := readFile(t, dest)
-	tg = mkTarget(t, "lb", text, render.TargetConfig{Destination: dest, Reload: render.Command{Argv: []string{"true"}}, HAProxy: hc}, render.Options{})
+	tg = mkTarget(t, "lb", text, render.TargetConfig{Destination: dest, Reload: render.Command{Argv: []string{"true"}}, Runtime: hc}, render.Options{})
 	snap = src.change(t, map[string]string{"/rewire/app/balance": "first"})
 	_, err := tg.Apply(ctx, snap)
 	var e *render.Error
@@ -347,7 +356,7 @@ func TestGroupReloadSavesUnchangedHAProxyState(t *testing.T) {
 
 	reload := render.Shell(fmt.Sprintf("kill -USR2 %d", p.Pid()))
 	m, reg := newMetrics()
-	lb := mkTarget(t, "lb", text, render.TargetConfig{Destination: dest, Reload: reload, HAProxy: &render.HAProxyConfig{}}, render.Options{Metrics: m})
+	lb := mkTarget(t, "lb", text, render.TargetConfig{Destination: dest, Reload: reload, Runtime: hapRuntime(haproxy.RuntimeConfig{}, reg)}, render.Options{Metrics: m})
 	other := mkTarget(t, "map", "msg {{ key \"app/msg\" }}\n", render.TargetConfig{Reload: reload}, render.Options{Metrics: m})
 	startRunner(t, render.RunnerOptions{Source: src, Targets: []*render.Target{lb, other}})
 	src.change(t, map[string]string{"/rewire/app/msg": "1"})
@@ -379,7 +388,7 @@ func TestHAProxyReconcile(t *testing.T) {
 	l := startHAProxyLab(t, stateTmpl, nil, true)
 	m, reg := newMetrics()
 	tg := mkTarget(t, "lb", l.text, render.TargetConfig{Destination: l.dest,
-		HAProxy: &render.HAProxyConfig{Master: l.proc.MasterSocket(), Reconcile: 50 * time.Millisecond}}, render.Options{Metrics: m})
+		Runtime: hapRuntime(haproxy.RuntimeConfig{Master: l.proc.MasterSocket(), Reconcile: 50 * time.Millisecond}, reg)}, render.Options{Metrics: m})
 	startRunner(t, render.RunnerOptions{Source: l.src, Targets: []*render.Target{tg}})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()

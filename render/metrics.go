@@ -21,10 +21,6 @@ type Metrics struct {
 	duration  *prometheus.HistogramVec
 	lastOK    *prometheus.GaugeVec
 	revision  *prometheus.GaugeVec
-	liveOps   *prometheus.CounterVec
-	liveRel   *prometheus.CounterVec
-	stateSave *prometheus.CounterVec
-	drifts    *prometheus.CounterVec
 }
 
 // NewMetrics registers the render metrics with reg (nil: unregistered).
@@ -51,17 +47,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "When the template was last applied successfully (changed or not)."}, []string{"template"}),
 		revision: f.NewGaugeVec(prometheus.GaugeOpts{Name: "templater_template_revision",
 			Help: "etcd revision the destination file reflects."}, []string{"template"}),
-		liveOps: f.NewCounterVec(prometheus.CounterOpts{Name: "templater_haproxy_live_changes_total",
-			Help: "Server changes applied through HAProxy's runtime API without a reload."}, []string{"template"}),
-		liveRel: f.NewCounterVec(prometheus.CounterOpts{Name: "templater_haproxy_reloads_total",
-			Help: "Changes to haproxy templates that needed a reload, by reason (structure, refused, verify, first_render, parse, no_socket, live_off)."},
-			[]string{"template", "reason"}),
-		stateSave: f.NewCounterVec(prometheus.CounterOpts{Name: "templater_haproxy_state_saves_total",
-			Help: "Server-state files written for HAProxy to load on its next start, by result (ok, failed: the files were removed instead)."},
-			[]string{"template", "result"}),
-		drifts: f.NewCounterVec(prometheus.CounterOpts{Name: "templater_haproxy_drift_repairs_total",
-			Help: "Times the periodic reconcile found haproxy's live servers different from the file and repaired them live."},
-			[]string{"template"}),
 	}
 }
 
@@ -111,29 +96,5 @@ func (m *Metrics) guard(name, guard string) {
 func (m *Metrics) reload(name, result string) {
 	if m != nil {
 		m.reloads.WithLabelValues(name, result).Inc()
-	}
-}
-
-func (m *Metrics) live(name string, changes int) {
-	if m != nil {
-		m.liveOps.WithLabelValues(name).Add(float64(changes))
-	}
-}
-
-func (m *Metrics) liveReload(name, reason string) {
-	if m != nil {
-		m.liveRel.WithLabelValues(name, reason).Inc()
-	}
-}
-
-func (m *Metrics) stateSaved(name, result string) {
-	if m != nil {
-		m.stateSave.WithLabelValues(name, result).Inc()
-	}
-}
-
-func (m *Metrics) drift(name string, changes int) {
-	if m != nil && changes > 0 {
-		m.drifts.WithLabelValues(name).Inc()
 	}
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/rewire/rewire/internal/backoff"
 	"github.com/rewire/rewire/registry/schema"
-	"github.com/rewire/rewire/haproxy"
 )
 
 // Source is where the Runner reads the registry: registry.Watcher
@@ -110,7 +109,7 @@ func (r *Runner) Targets() []*Target {
 type group struct {
 	targets     []*Target
 	reload      Command
-	master      string // haproxy master CLI socket, used when reload is zero
+	reloader    func(context.Context) error // a runtime's own reload, used when reload is zero
 	timeout     time.Duration
 	minInterval time.Duration
 	wait        WaitConfig
@@ -137,8 +136,10 @@ func newGroup(targets []*Target, log *slog.Logger) *group {
 func (g *group) add(t *Target, def WaitConfig) {
 	g.targets = append(g.targets, t)
 	g.reload = t.cfg.Reload
-	if t.cfg.HAProxy != nil && t.cfg.HAProxy.Master != "" {
-		g.master = t.cfg.HAProxy.Master
+	if t.cfg.Runtime != nil {
+		if rl := t.cfg.Runtime.Reloader(); rl != nil {
+			g.reloader = rl
+		}
 	}
 	g.timeout = max(g.timeout, t.cfg.CommandTimeout)
 	g.minInterval = max(g.minInterval, t.cfg.ReloadMinInterval)
@@ -177,7 +178,7 @@ func (g *group) run(ctx context.Context, src Source) {
 			return
 		case <-reconcileC:
 			for _, t := range g.targets {
-				if t.cfg.HAProxy != nil && t.cfg.HAProxy.reconcileEvery() > 0 {
+				if t.cfg.Runtime != nil && t.cfg.Runtime.ReconcileEvery() > 0 {
 					t.reconcile(ctx)
 				}
 			}
@@ -238,14 +239,14 @@ func (g *group) run(ctx context.Context, src Source) {
 }
 
 // reconcileEvery is the shortest reconcile interval of the group's
-// haproxy templates; 0 when none reconciles.
+// runtimes; 0 when none reconciles.
 func (g *group) reconcileEvery() time.Duration {
 	var d time.Duration
 	for _, t := range g.targets {
-		if t.cfg.HAProxy == nil {
+		if t.cfg.Runtime == nil {
 			continue
 		}
-		if e := t.cfg.HAProxy.reconcileEvery(); e > 0 && (d == 0 || e < d) {
+		if e := t.cfg.Runtime.ReconcileEvery(); e > 0 && (d == 0 || e < d) {
 			d = e
 		}
 	}
@@ -253,21 +254,21 @@ func (g *group) reconcileEvery() time.Duration {
 }
 
 // canReload reports whether the group has a way to reload.
-func (g *group) canReload() bool { return !g.reload.IsZero() || g.master != "" }
+func (g *group) canReload() bool { return !g.reload.IsZero() || g.reloader != nil }
 
-// reloadNow runs the reload command, or reloads haproxy through its master
-// CLI and waits for the new worker.
+// reloadNow runs the reload command, or has a runtime reload its process
+// (HAProxy's master CLI) and wait until it serves again.
 func (g *group) reloadNow(ctx context.Context, v cmdVars) (string, error) {
 	if !g.reload.IsZero() {
 		return g.reload.run(ctx, v, g.timeout)
 	}
-	if g.master == "" {
+	if g.reloader == nil {
 		return "", nil
 	}
 	rctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
-	if err := haproxy.NewMaster(g.master).Reload(rctx); err != nil {
-		return "", fmt.Errorf("%w: master CLI reload: %w", ErrCommand, err)
+	if err := g.reloader(rctx); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrCommand, err)
 	}
 	return "", nil
 }

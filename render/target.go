@@ -45,7 +45,7 @@ type Target struct {
 	failingSince time.Time // when lastErr went from nil to set
 	lastChange   time.Time
 	lastApply    string // how the last change reached its consumer
-	drift        string // haproxy differs from the file and cannot be repaired live
+	drift        string // the running process differs from the file and cannot be repaired live
 	held         *hold
 	heldSince    time.Time
 	// baseline is every instance the file showed since baselineAt, up to
@@ -183,7 +183,7 @@ type TargetStatus struct {
 	HeldUntil    time.Time `json:"held_until,omitzero"`    // when a time-bounded hold ends
 	HeldBy       string    `json:"held_by,omitempty"`      // the guard
 	ParseError   string    `json:"parse_error,omitempty"`  // the source file's latest edit does not parse
-	Drift        string    `json:"drift,omitempty"`        // haproxy's live servers differ from the file, and a live repair failed
+	Drift        string    `json:"drift,omitempty"`        // the running process differs from the file, and a live repair failed
 }
 
 // Status reports the target's state; safe for concurrent use.

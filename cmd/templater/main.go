@@ -68,7 +68,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				Name:  "status",
 				Usage: "show what a running templater is doing: each template's revision, last change, and why it is held or failing",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "listen", EnvVars: []string{"TEMPLATER_LISTEN"}, Value: DefaultConfig.Listen, Usage: "the running templater's listen address"},
+					&cli.StringFlag{Name: "listen", EnvVars: []string{"TEMPLATER_LISTEN"}, Value: templater.DefaultListen, Usage: "the running templater's listen address"},
 					&cli.StringFlag{Name: "config", Aliases: []string{"c"}, EnvVars: []string{"TEMPLATER_CONFIG"}, Usage: "read the listen address from this config file (--listen wins)"},
 					&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 				},
@@ -98,23 +98,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // setup loads the config, applies the flags and parses the templates.
-// Render metrics go to promReg (nil: not registered).
-func setup(c *cli.Context, reg *registry.Config, promReg prometheus.Registerer) (Config, []*render.Target, *slog.Logger, error) {
-	return setupWith(c, reg, render.NewMetrics(promReg))
+// Metrics go to promReg (nil: not registered).
+func setup(c *cli.Context, reg *registry.Config, promReg prometheus.Registerer) (templater.Config, []*render.Target, *slog.Logger, error) {
+	return setupWith(c, reg, templater.NewMetrics(promReg))
 }
 
 // setupWith is setup with metrics already registered (a config reload
 // reuses them).
-func setupWith(c *cli.Context, reg *registry.Config, metrics *render.Metrics) (Config, []*render.Target, *slog.Logger, error) {
+func setupWith(c *cli.Context, reg *registry.Config, metrics templater.Metrics) (templater.Config, []*render.Target, *slog.Logger, error) {
 	level := "info"
 	if c.IsSet(daemon.FlagLogLevel) || c.Command.Name != "check" {
 		level = c.String(daemon.FlagLogLevel)
 	}
 	log, err := daemon.Logger(c.App.ErrWriter, level)
 	if err != nil {
-		return Config{}, nil, nil, err
+		return templater.Config{}, nil, nil, err
 	}
-	cfg, _, err := loadConfig(c.String("config"))
+	cfg, _, err := templater.LoadConfig(c.String("config"))
 	if err != nil {
 		return cfg, nil, log, cli.Exit(fmt.Sprintf("invalid config:\n%v", err), 2)
 	}
@@ -122,7 +122,7 @@ func setupWith(c *cli.Context, reg *registry.Config, metrics *render.Metrics) (C
 		cfg.Etcd = daemon.ApplyEtcdFlags(c, cfg.Etcd)
 		*reg = cfg.Etcd
 	}
-	targets, err := cfg.targets(render.Options{Keys: cfg.Etcd.Keys(), Logger: log, Metrics: metrics})
+	targets, err := cfg.Targets(cfg.Etcd.Keys(), log, metrics)
 	if err != nil {
 		return cfg, nil, log, cli.Exit(fmt.Sprintf("invalid template:\n%v", err), 2)
 	}
@@ -211,7 +211,7 @@ func tempEmbeddedDir(c *cli.Context) (cleanup func(), err error) {
 func cmdRun(c *cli.Context) error {
 	var etcdCfg registry.Config
 	reg := daemon.NewRegistry()
-	metrics := render.NewMetrics(reg)
+	metrics := templater.NewMetrics(reg)
 	cfg, targets, log, err := setupWith(c, &etcdCfg, metrics)
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rewire/rewire/registry"
 	"github.com/rewire/rewire/render"
+	"github.com/rewire/rewire/templater"
 	"github.com/urfave/cli/v2"
 )
 
@@ -69,7 +70,7 @@ func serveStatus(mux *http.ServeMux, status func() Status) {
 func cmdStatus(c *cli.Context) error {
 	addr, from := c.String("listen"), "--listen"
 	if path := c.String("config"); path != "" && !c.IsSet("listen") {
-		cfg, _, err := loadConfig(path)
+		cfg, _, err := templater.LoadConfig(path)
 		if err != nil {
 			return cli.Exit(fmt.Sprintf("invalid config:\n%v", err), 2)
 		}

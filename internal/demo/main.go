@@ -12,7 +12,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/rewire/rewire/internal/freeport"
 	"io"
 	"net"
 	"net/http"
@@ -26,8 +25,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/rewire/rewire/internal/embedetcd"
+	"github.com/rewire/rewire/internal/freeport"
+
 	hap "github.com/rewire/rewire/haproxy"
+	"github.com/rewire/rewire/internal/embedetcd"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )

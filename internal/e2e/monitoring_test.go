@@ -17,7 +17,7 @@ import (
 	"github.com/rewire/rewire/internal/promtext"
 	"github.com/rewire/rewire/registrar"
 	"github.com/rewire/rewire/registry"
-	"github.com/rewire/rewire/render"
+	"github.com/rewire/rewire/templater"
 	"gopkg.in/yaml.v3"
 )
 
@@ -170,7 +170,7 @@ services:
 	rec := descRecorder(have)
 	registrar.New(registrar.Config{}, registrar.Options{Registerer: rec})
 	registry.NewWatcher(registry.WatcherOptions{Registerer: rec})
-	render.NewMetrics(rec)
+	templater.NewMetrics(rec) // the render pipeline's and the HAProxy runtime's
 	families, err := daemon.NewRegistry().Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -66,7 +66,8 @@ func (d *Doc) structParts(n *yaml.Node, rv reflect.Value, path string) []error {
 }
 
 // fieldByTag returns the exported field of struct rv whose yaml name is
-// name (the tag's name, or the lower-cased field name without one).
+// name (the tag's name, or the lower-cased field name without one),
+// looking into structs marked `yaml:",inline"` as yaml.v3 does.
 func fieldByTag(rv reflect.Value, name string) (reflect.Value, bool) {
 	t := rv.Type()
 	for i := range t.NumField() {
@@ -74,8 +75,14 @@ func fieldByTag(rv reflect.Value, name string) (reflect.Value, bool) {
 		if !sf.IsExported() {
 			continue
 		}
-		tag, _, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
+		tag, opts, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
 		if tag == "-" {
+			continue
+		}
+		if opts == "inline" && sf.Type.Kind() == reflect.Struct {
+			if f, ok := fieldByTag(rv.Field(i), name); ok {
+				return f, true
+			}
 			continue
 		}
 		if tag == "" {

@@ -153,3 +153,34 @@ func FuzzDecode(f *testing.F) {
 		_ = doc.Line("services[0].checks[1].name")
 	})
 }
+
+// TestDecodeInline: the fields of a struct embedded with `yaml:",inline"`
+// are decoded, and located, as fields of the struct around it.
+func TestDecodeInline(t *testing.T) {
+	type Base struct {
+		Name   string `yaml:"name"`
+		Reload cmd    `yaml:"reload"`
+	}
+	var c struct {
+		Templates []struct {
+			Base  `yaml:",inline"`
+			Extra *check `yaml:"extra"`
+		} `yaml:"templates"`
+	}
+	in := "templates:\n" +
+		"  - name: a\n" +
+		"    extra: {name: x, interval: 2s}\n" +
+		"  - {name: b, reload: [], nmae: c}\n"
+	_, err := Decode("f.yaml", []byte(in), &c)
+	want := []string{
+		"f.yaml:4: templates[1].reload: command list is empty",
+		`f.yaml:4: templates[1].nmae: unknown field "nmae"`,
+	}
+	if got := strings.Split(fmt.Sprint(err), "\n"); !slices.Equal(got, want) {
+		t.Errorf("Decode errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if len(c.Templates) != 2 || c.Templates[0].Name != "a" || c.Templates[0].Extra == nil ||
+		c.Templates[0].Extra.Interval != 2*time.Second || c.Templates[1].Name != "b" {
+		t.Errorf("decoded %+v", c.Templates)
+	}
+}

@@ -25,8 +25,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/rewire/rewire/registry/schema"
 	"github.com/rewire/rewire/haproxy"
+	"github.com/rewire/rewire/registry/schema"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 

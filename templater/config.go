@@ -1,11 +1,14 @@
-package main
+package templater
 
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rewire/rewire/haproxy"
 	"github.com/rewire/rewire/internal/yamlconf"
 	"github.com/rewire/rewire/registry"
 	"github.com/rewire/rewire/registry/schema"
@@ -14,19 +17,28 @@ import (
 
 // Config is templater.yaml, a public contract: see README.md "templater.yaml".
 type Config struct {
-	Etcd      registry.Config       `yaml:"etcd"`
-	Listen    string                `yaml:"listen"`
-	Wait      render.WaitConfig     `yaml:"wait"`
-	Templates []render.TargetConfig `yaml:"templates"`
+	Etcd      registry.Config   `yaml:"etcd"`
+	Listen    string            `yaml:"listen"`
+	Wait      render.WaitConfig `yaml:"wait"`
+	Templates []Template        `yaml:"templates"`
 }
 
-// DefaultConfig holds every default of templater.yaml.
-var DefaultConfig = Config{Listen: "127.0.0.1:9702"}
+// Template is one entry of `templates:`: what the render pipeline needs,
+// and for a config HAProxy runs, its `haproxy:` block (the runtime API,
+// the master CLI, server state).
+type Template struct {
+	render.TargetConfig `yaml:",inline"`
+	HAProxy             *haproxy.RuntimeConfig `yaml:"haproxy"`
+}
 
-// loadConfig reads and validates path. Relative source and destination
-// paths are taken relative to the config file's directory.
-func loadConfig(path string) (Config, *yamlconf.Doc, error) {
-	cfg := DefaultConfig
+// DefaultListen is the status and metrics address when the file names none.
+const DefaultListen = "127.0.0.1:9702"
+
+// LoadConfig reads and validates path, and returns the parsed document
+// too (for located errors). Relative source and destination paths are
+// taken relative to the config file's directory.
+func LoadConfig(path string) (Config, *yamlconf.Doc, error) {
+	cfg := Config{Listen: DefaultListen}
 	doc, decodeErr := yamlconf.Load(path, &cfg)
 	if decodeErr != nil && !doc.Parsed() {
 		return cfg, doc, decodeErr
@@ -128,6 +140,11 @@ func (c *Config) Validate(doc *yamlconf.Doc) error {
 		if t.RenderTimeout < 0 {
 			bad(p+".render_timeout", errors.New("negative"))
 		}
+		if t.HAProxy != nil {
+			if err := t.HAProxy.Validate(); err != nil {
+				bad(p+".haproxy", err)
+			}
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -147,13 +164,30 @@ func resolvePath(path string) string {
 	return filepath.Clean(path)
 }
 
-// targets parses every template. A parse error names the template, file
-// and line.
-func (c *Config) targets(opts render.Options) ([]*render.Target, error) {
+// Metrics are the templater's metrics: the render pipeline's and the
+// HAProxy runtime's.
+type Metrics struct {
+	Render  *render.Metrics
+	HAProxy *haproxy.RuntimeMetrics
+}
+
+// NewMetrics registers every templater metric with reg (nil: unregistered).
+func NewMetrics(reg prometheus.Registerer) Metrics {
+	return Metrics{Render: render.NewMetrics(reg), HAProxy: haproxy.NewRuntimeMetrics(reg)}
+}
+
+// Targets parses every template and wires in the HAProxy runtime of those
+// with a `haproxy:` block. A parse error names the template, file and
+// line.
+func (c *Config) Targets(keys schema.Keys, log *slog.Logger, m Metrics) ([]*render.Target, error) {
 	var errs []error
 	var out []*render.Target
+	opts := render.Options{Keys: keys, Logger: log, Metrics: m.Render}
 	for _, tc := range c.Templates {
-		t, err := render.NewTarget(tc, opts)
+		if tc.HAProxy != nil {
+			tc.Runtime = HAProxyRuntime(*tc.HAProxy, haproxy.RuntimeOptions{Name: tc.Name, Logger: log, Metrics: m.HAProxy})
+		}
+		t, err := render.NewTarget(tc.TargetConfig, opts)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -161,4 +195,18 @@ func (c *Config) targets(opts render.Options) ([]*render.Target, error) {
 		out = append(out, t)
 	}
 	return out, errors.Join(errs...)
+}
+
+// HAProxyRuntime returns the render runtime of a template's `haproxy:`
+// block.
+func HAProxyRuntime(cfg haproxy.RuntimeConfig, opts haproxy.RuntimeOptions) render.Runtime {
+	return haproxyRuntime{haproxy.NewRuntime(cfg, opts)}
+}
+
+// haproxyRuntime adapts *haproxy.Runtime to render.Runtime: the haproxy
+// package does not import render, so its Change returns its own type.
+type haproxyRuntime struct{ *haproxy.Runtime }
+
+func (r haproxyRuntime) Change(prev, next []byte) render.RuntimeChange {
+	return r.Runtime.Change(prev, next)
 }
