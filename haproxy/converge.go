@@ -57,13 +57,17 @@ func liveConfig(cfg *Config, states []ServerState) *Config {
 		cp := *sec
 		cp.Servers = nil
 		templated := templateNames(sec)
+		want := make(map[string]Server, len(sec.Servers))
+		for _, s := range sec.Servers {
+			want[s.Name] = s
+		}
 		for _, st := range byBackend[sec.Name] {
 			if templated[st.Name] {
 				continue // made by a server-template line: not Diff's business
 			}
 			s := Server{Name: st.Name, Addr: st.Addr, Port: st.Port, Weight: st.Weight,
 				Disabled: st.AdminMaint(), Drain: st.Drain()}
-			if want, ok := sec.Server(st.Name); ok {
+			if want, ok := want[st.Name]; ok {
 				s.Options, s.Defaults, s.Line = want.Options, want.Defaults, want.Line
 				if !want.IsIP() {
 					s.Addr, s.Port = want.Addr, want.Port

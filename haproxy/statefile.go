@@ -149,22 +149,25 @@ func (ls *LiveState) SaveState(cfg *Config) ([]string, error) {
 			return nil, fmt.Errorf("%w: show servers state: no column %s", ErrProtocol, h)
 		}
 	}
-	sections := map[string]*Section{}
+	// The configured servers by backend and name (the first section of a
+	// name, as HAProxy takes it).
+	servers := map[string]map[string]Server{}
 	for _, s := range cfg.Sections {
-		if hasServers(s.Kind) {
-			if _, dup := sections[s.Name]; !dup {
-				sections[s.Name] = s
+		if _, dup := servers[s.Name]; dup || !hasServers(s.Kind) {
+			continue
+		}
+		byName := make(map[string]Server, len(s.Servers))
+		for _, srv := range s.Servers {
+			if _, dup := byName[srv.Name]; !dup {
+				byName[srv.Name] = srv
 			}
 		}
+		servers[s.Name] = byName
 	}
 	rows := map[string][][]string{} // by backend
 	for i, f := range tab.rows {
 		be, name := f[col["be_name"]], f[col["srv_name"]]
-		sec := sections[be]
-		if sec == nil {
-			continue
-		}
-		srv, ok := sec.Server(name)
+		srv, ok := servers[be][name]
 		if !ok {
 			continue
 		}

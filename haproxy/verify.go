@@ -78,7 +78,9 @@ func (ls *LiveState) Verify(cfg *Config) error {
 			continue
 		}
 		configured[sec.Name] = true
+		inConfig := make(map[string]bool, len(sec.Servers))
 		for _, s := range sec.Servers {
+			inConfig[s.Name] = true
 			id := sec.Name + "/" + s.Name
 			st, ok := running[sec.Name][s.Name]
 			if !ok {
@@ -104,7 +106,7 @@ func (ls *LiveState) Verify(cfg *Config) error {
 		}
 		templated := templateNames(sec)
 		for name := range running[sec.Name] {
-			if _, ok := sec.Server(name); !ok && !templated[name] {
+			if !inConfig[name] && !templated[name] {
 				bad = append(bad, sec.Name+"/"+name+": running but not in the config")
 			}
 		}
