@@ -1,5 +1,6 @@
 // Package embedetcd runs an etcd server inside the process, for
-// `--etcd embedded`, `make demo` and tests. It is a thin wrapper over
+// `--etcd embedded`, `make demo`, tests and the benchmarks (Scratch: a
+// throwaway server and client). It is a thin wrapper over
 // go.etcd.io/etcd/server/v3/embed with loopback-only listeners and quiet
 // logging:
 //
