@@ -134,75 +134,100 @@ func (c *Config) Validate(doc *yamlconf.Doc) error {
 	c.validateAPI(doc, bad)
 	seen := map[string]int{}
 	for i := range c.Services {
-		s := &c.Services[i]
-		p := fmt.Sprintf("services[%d]", i)
-		nameErr := schema.ValidateName(s.Name)
-		if s.Name == "" {
-			nameErr = errors.New("missing")
-		}
-		if nameErr != nil {
-			bad(p+".name", nameErr)
-		}
-		if s.ID == "" {
-			s.ID = c.Node + "-" + strconv.Itoa(s.Port)
-			if err := schema.ValidateName(s.ID); err != nil {
-				bad(p+".id", fmt.Errorf("not set, and the default <node>-<port> %q is not a valid id; set one", s.ID))
-			}
-		}
-		key := s.Name + "/" + s.ID
-		if j, dup := seen[key]; dup && nameErr == nil {
-			bad(p+".id", fmt.Errorf("duplicate instance %s (also services[%d])", key, j))
-		}
-		seen[key] = i
-		if s.Address == "" {
-			s.Address = defaultAddress
-		}
-		if strings.Contains(s.Address, "{{") {
-			addr, err := sockaddr.Parse(s.Address)
-			switch {
-			case err != nil:
-				bad(p+".address", fmt.Errorf("go-sockaddr template %q: %w", s.Address, err))
-				continue
-			case strings.TrimSpace(addr) == "":
-				bad(p+".address", fmt.Errorf("go-sockaddr template %q resolved to nothing on this host; set an address", s.Address))
-				continue
-			}
-			s.Address = strings.TrimSpace(addr)
-		}
-		// The record's own validation covers every printable field.
-		var fe *schema.FieldError
-		for _, err := range unjoin(s.record(c.Node, time.Time{}, nil).Validate()) {
-			if errors.As(err, &fe) && !strings.HasPrefix(fe.Field, "health") && fe.Field != "service" && fe.Field != "id" {
-				bad(p+"."+configField(fe.Field), fe.Err)
-			}
-		}
-		for j, d := range s.DependsOn {
-			if d == s.Name {
-				bad(fmt.Sprintf("%s.depends_on[%d]", p, j), fmt.Errorf("service %s cannot depend on itself", d))
-			}
-		}
-		if s.Drain < 0 {
-			bad(p+".drain", errors.New("negative"))
-		}
-		names := map[string]bool{}
-		for j, ch := range s.Checks {
-			// Like the templater's paths: a command path with a slash is
-			// relative to this file, not to the working directory; a bare
-			// name is looked up in PATH.
-			if len(ch.Exec) > 0 && strings.Contains(ch.Exec[0], "/") && !filepath.IsAbs(ch.Exec[0]) {
-				ch.Exec[0] = filepath.Join(filepath.Dir(doc.File), ch.Exec[0])
-			}
-			cp := fmt.Sprintf("%s.checks[%d]", p, j)
-			for _, err := range ch.validate() {
-				bad(cp+"."+err.field, err.err)
-			}
-			if names[ch.Name] {
-				bad(cp+".name", fmt.Errorf("duplicate check name %q", ch.Name))
-			}
-			names[ch.Name] = true
-		}
+		c.validateService(doc, i, seen, bad)
 	}
 	return errors.Join(errs...)
+}
+
+// validateService checks services[i] and fills its defaults in place: the
+// id, the address (a go-sockaddr template is resolved here), relative exec
+// paths. seen maps service/id to the index that first used it, to catch
+// duplicates.
+func (c *Config) validateService(doc *yamlconf.Doc, i int, seen map[string]int, bad func(string, error)) {
+	s := &c.Services[i]
+	p := fmt.Sprintf("services[%d]", i)
+	nameErr := schema.ValidateName(s.Name)
+	if s.Name == "" {
+		nameErr = errors.New("missing")
+	}
+	if nameErr != nil {
+		bad(p+".name", nameErr)
+	}
+	if s.ID == "" {
+		s.ID = c.Node + "-" + strconv.Itoa(s.Port)
+		if err := schema.ValidateName(s.ID); err != nil {
+			bad(p+".id", fmt.Errorf("not set, and the default <node>-<port> %q is not a valid id; set one", s.ID))
+		}
+	}
+	key := s.Name + "/" + s.ID
+	if j, dup := seen[key]; dup && nameErr == nil {
+		bad(p+".id", fmt.Errorf("duplicate instance %s (also services[%d])", key, j))
+	}
+	seen[key] = i
+	if !s.resolveAddress(p, bad) {
+		return
+	}
+	// The record's own validation covers every printable field.
+	var fe *schema.FieldError
+	for _, err := range unjoin(s.record(c.Node, time.Time{}, nil).Validate()) {
+		if errors.As(err, &fe) && !strings.HasPrefix(fe.Field, "health") && fe.Field != "service" && fe.Field != "id" {
+			bad(p+"."+configField(fe.Field), fe.Err)
+		}
+	}
+	for j, d := range s.DependsOn {
+		if d == s.Name {
+			bad(fmt.Sprintf("%s.depends_on[%d]", p, j), fmt.Errorf("service %s cannot depend on itself", d))
+		}
+	}
+	if s.Drain < 0 {
+		bad(p+".drain", errors.New("negative"))
+	}
+	s.validateChecks(doc, p, bad)
+}
+
+// resolveAddress defaults the address and resolves a go-sockaddr template
+// in it. It reports false, after naming the problem under p, when the
+// template does not resolve: the rest of the service is not checked then.
+func (s *ServiceConfig) resolveAddress(p string, bad func(string, error)) bool {
+	if s.Address == "" {
+		s.Address = defaultAddress
+	}
+	if !strings.Contains(s.Address, "{{") {
+		return true
+	}
+	addr, err := sockaddr.Parse(s.Address)
+	switch {
+	case err != nil:
+		bad(p+".address", fmt.Errorf("go-sockaddr template %q: %w", s.Address, err))
+		return false
+	case strings.TrimSpace(addr) == "":
+		bad(p+".address", fmt.Errorf("go-sockaddr template %q resolved to nothing on this host; set an address", s.Address))
+		return false
+	}
+	s.Address = strings.TrimSpace(addr)
+	return true
+}
+
+// validateChecks checks the service's checks (p is the service's path in
+// the file) and makes relative exec paths relative to the config file.
+func (s *ServiceConfig) validateChecks(doc *yamlconf.Doc, p string, bad func(string, error)) {
+	names := map[string]bool{}
+	for j, ch := range s.Checks {
+		// Like the templater's paths: a command path with a slash is
+		// relative to this file, not to the working directory; a bare
+		// name is looked up in PATH.
+		if len(ch.Exec) > 0 && strings.Contains(ch.Exec[0], "/") && !filepath.IsAbs(ch.Exec[0]) {
+			ch.Exec[0] = filepath.Join(filepath.Dir(doc.File), ch.Exec[0])
+		}
+		cp := fmt.Sprintf("%s.checks[%d]", p, j)
+		for _, err := range ch.validate() {
+			bad(cp+"."+err.field, err.err)
+		}
+		if names[ch.Name] {
+			bad(cp+".name", fmt.Errorf("duplicate check name %q", ch.Name))
+		}
+		names[ch.Name] = true
+	}
 }
 
 // CheckListen refuses a listen address that is not loopback unless

@@ -26,7 +26,6 @@ import (
 
 	"github.com/rewire/rewire/internal/embedetcd"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
 
 func main() {
@@ -43,21 +42,12 @@ func main() {
 
 func run(n int, window time.Duration, deaths int, bin string) error {
 	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "rewire-bench-registrar")
+	etcd, err := embedetcd.StartScratch(ctx, "rewire-bench-registrar")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	srv, err := embedetcd.Start(ctx, embedetcd.Options{Dir: filepath.Join(dir, "etcd")})
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.Endpoints(), Logger: zap.NewNop()})
-	if err != nil {
-		return err
-	}
-	defer cli.Close()
+	defer etcd.Close()
+	cli, dir := etcd.Client, etcd.Dir
 
 	// One HTTP server answers every check.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -70,7 +60,7 @@ func run(n int, window time.Duration, deaths int, bin string) error {
 
 	fmt.Printf("## registrar steady state: %d instances, HTTP check every 2s, window %s\n\n", n, window)
 	var b strings.Builder
-	fmt.Fprintf(&b, "etcd: {endpoints: [%q], prefix: /bench}\nnode: bench\nlease_ttl: 10s\nlisten: 127.0.0.1:0\nservices:\n", srv.Endpoints()[0])
+	fmt.Fprintf(&b, "etcd: {endpoints: [%q], prefix: /bench}\nnode: bench\nlease_ttl: 10s\nlisten: 127.0.0.1:0\nservices:\n", etcd.Endpoint())
 	for i := range n {
 		fmt.Fprintf(&b, "  - {name: svc%d, id: i%d, address: 127.0.0.1, port: %d, checks: [{name: http, http: \"http://%s/\", interval: 2s}]}\n",
 			i%50, i, 10000+i, l.Addr())
@@ -86,9 +76,9 @@ func run(n int, window time.Duration, deaths int, bin string) error {
 	}
 	defer func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() }()
 	t0 := time.Now()
-	for count(ctx, cli, "/bench/services/") < n {
+	for etcd.Count(ctx, "/bench/services/") < n {
 		if time.Since(t0) > 2*time.Minute {
-			return fmt.Errorf("only %d of %d registered after 2m", count(ctx, cli, "/bench/services/"), n)
+			return fmt.Errorf("only %d of %d registered after 2m", etcd.Count(ctx, "/bench/services/"), n)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -113,7 +103,7 @@ func run(n int, window time.Duration, deaths int, bin string) error {
 	fmt.Printf("\n## time from app death to critical record (interval %s, fall %d: interval × fall = %s)\n\n", interval, fall, interval*fall)
 	var samples []time.Duration
 	for i := range deaths {
-		d, err := deathToCritical(ctx, cli, bin, dir, srv.Endpoints()[0], i, interval, fall)
+		d, err := deathToCritical(ctx, cli, bin, dir, etcd.Endpoint(), i, interval, fall)
 		if err != nil {
 			return err
 		}
@@ -169,14 +159,6 @@ func waitValue(ctx context.Context, cli *clientv3.Client, key, substr string, ti
 		time.Sleep(5 * time.Millisecond)
 	}
 	return fmt.Errorf("%s never contained %s", key, substr)
-}
-
-func count(ctx context.Context, cli *clientv3.Client, prefix string) int {
-	resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if err != nil {
-		return 0
-	}
-	return int(resp.Count)
 }
 
 func revision(ctx context.Context, cli *clientv3.Client) int64 {

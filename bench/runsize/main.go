@@ -25,8 +25,6 @@ import (
 	"time"
 
 	"github.com/rewire/rewire/internal/embedetcd"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
 
 func main() {
@@ -43,21 +41,11 @@ func main() {
 
 func run(bin string, runs, n int, settle time.Duration) error {
 	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "rewire-runsize")
+	etcd, err := embedetcd.StartScratch(ctx, "rewire-runsize")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	srv, err := embedetcd.Start(ctx, embedetcd.Options{Dir: filepath.Join(dir, "etcd")})
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.Endpoints(), Logger: zap.NewNop()})
-	if err != nil {
-		return err
-	}
-	defer cli.Close()
+	defer etcd.Close()
 	// Every instance checks a TCP port that accepts: the etcd-free listener
 	// below, so checks pass without an HTTP server in this process.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -75,18 +63,18 @@ func run(bin string, runs, n int, settle time.Duration) error {
 		}
 	}()
 	var b strings.Builder
-	fmt.Fprintf(&b, "etcd: {endpoints: [%q], prefix: /size}\nnode: bench\nlease_ttl: 10s\nlisten: 127.0.0.1:0\nservices:\n", srv.Endpoints()[0])
+	fmt.Fprintf(&b, "etcd: {endpoints: [%q], prefix: /size}\nnode: bench\nlease_ttl: 10s\nlisten: 127.0.0.1:0\nservices:\n", etcd.Endpoint())
 	for i := range n {
 		fmt.Fprintf(&b, "  - {name: svc%d, id: i%d, address: 127.0.0.1, port: %d, checks: [{name: tcp, tcp: %q, interval: 1s}]}\n", i%5, i, 10000+i, l.Addr())
 	}
-	cfg := filepath.Join(dir, "registrar.yaml")
+	cfg := filepath.Join(etcd.Dir, "registrar.yaml")
 	if err := os.WriteFile(cfg, []byte(b.String()), 0o644); err != nil {
 		return err
 	}
 	var starts []time.Duration
 	var rss, hwm []int
 	for i := range runs {
-		start, r, h, err := once(ctx, cli, bin, cfg, n, settle)
+		start, r, h, err := once(ctx, etcd, bin, cfg, n, settle)
 		if err != nil {
 			return fmt.Errorf("run %d: %w", i+1, err)
 		}
@@ -102,7 +90,7 @@ func run(bin string, runs, n int, settle time.Duration) error {
 	return nil
 }
 
-func once(ctx context.Context, cli *clientv3.Client, bin, cfg string, n int, settle time.Duration) (time.Duration, int, int, error) {
+func once(ctx context.Context, etcd *embedetcd.Scratch, bin, cfg string, n int, settle time.Duration) (time.Duration, int, int, error) {
 	cmd := exec.Command(bin, "run", "-c", cfg, "--log-level", "warn")
 	cmd.Stderr = os.Stderr
 	t0 := time.Now()
@@ -110,9 +98,9 @@ func once(ctx context.Context, cli *clientv3.Client, bin, cfg string, n int, set
 		return 0, 0, 0, err
 	}
 	defer func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() }()
-	for count(ctx, cli, "/size/services/") < n {
+	for etcd.Count(ctx, "/size/services/") < n {
 		if time.Since(t0) > 30*time.Second {
-			return 0, 0, 0, fmt.Errorf("only %d of %d registered after 30s", count(ctx, cli, "/size/services/"), n)
+			return 0, 0, 0, fmt.Errorf("only %d of %d registered after 30s", etcd.Count(ctx, "/size/services/"), n)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -124,18 +112,10 @@ func once(ctx context.Context, cli *clientv3.Client, bin, cfg string, n int, set
 		return 0, 0, 0, fmt.Errorf("registrar exited: %w", err)
 	}
 	// Deregistered: the next run starts from an empty registry.
-	for count(ctx, cli, "/size/services/") > 0 {
+	for etcd.Count(ctx, "/size/services/") > 0 {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return start, rss, hwm, nil
-}
-
-func count(ctx context.Context, cli *clientv3.Client, prefix string) int {
-	resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if err != nil {
-		return 0
-	}
-	return int(resp.Count)
 }
 
 // status reads one kB field of /proc/PID/status.

@@ -25,12 +25,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/rewire/rewire/internal/freeport"
-
 	hap "github.com/rewire/rewire/haproxy"
 	"github.com/rewire/rewire/internal/embedetcd"
+	"github.com/rewire/rewire/internal/freeport"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
 
 func main() {
@@ -48,7 +46,7 @@ type options struct {
 	duration time.Duration
 }
 
-func run() error {
+func parseFlags() options {
 	var o options
 	self, _ := os.Executable()
 	flag.StringVar(&o.dir, "dir", "demo-run", "working directory for configs, logs and the etcd data (recreated)")
@@ -57,7 +55,11 @@ func run() error {
 	flag.DurationVar(&o.flap, "flap", 6*time.Second, "how often web-2 flips between healthy and failing")
 	flag.DurationVar(&o.duration, "duration", 0, "stop by itself after this long (0: run until Ctrl-C)")
 	flag.Parse()
+	return o
+}
 
+func run() error {
+	o := parseFlags()
 	// SIGHUP: the terminal went away. SIGPIPE is ignored so that a closed
 	// stdout fails a write (and stops the demo, see output) instead of
 	// killing it before it stops its daemons.
@@ -66,35 +68,25 @@ func run() error {
 	defer stop()
 	ctx, stdoutGone := context.WithCancel(ctx)
 	defer stdoutGone()
-	out := &output{w: os.Stdout, gone: stdoutGone}
 	if o.duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.duration)
 		defer cancel()
 	}
-	dir, err := filepath.Abs(o.dir)
-	if err != nil {
-		return err
-	}
-	if err := os.RemoveAll(dir); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	example, err := filepath.Abs(o.example)
-	if err != nil {
+	out := &output{w: os.Stdout, gone: stdoutGone}
+	d := &demo{o: o, out: out, procs: &procGroup{out: out}}
+	if err := d.prepareDirs(); err != nil {
 		return err
 	}
 
 	// 1. etcd, in this process.
-	etcd, err := embedetcd.Start(ctx, embedetcd.Options{Dir: filepath.Join(dir, "etcd.data")})
+	etcd, err := embedetcd.Start(ctx, embedetcd.Options{Dir: filepath.Join(d.dir, "etcd.data")})
 	if err != nil {
 		return err
 	}
 	defer etcd.Close()
-	endpoint := etcd.Endpoints()[0]
-	cli, err := clientv3.New(clientv3.Config{Endpoints: etcd.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	d.endpoint = etcd.Endpoints()[0]
+	cli, err := etcd.NewClient()
 	if err != nil {
 		return err
 	}
@@ -105,97 +97,147 @@ func run() error {
 	// map to show.
 	var web2Healthy atomic.Bool
 	web2Healthy.Store(true)
-	apps := []*sampleApp{
-		{service: "web", id: "web-1", healthy: func() bool { return true }, deps: "api"},
-		{service: "web", id: "web-2", healthy: web2Healthy.Load, deps: "api"},
-		{service: "api", id: "api-1", healthy: func() bool { return true }, deps: "db"},
-		{service: "db", id: "db-1", healthy: func() bool { return true }},
-	}
-	var appsWG sync.WaitGroup
-	defer func() {
-		for _, a := range apps {
-			if a.srv != nil {
-				a.srv.Close()
-			}
-		}
-		appsWG.Wait()
-	}()
-	for _, a := range apps {
-		if err := a.start(); err != nil {
-			return err
-		}
-		appsWG.Go(func() { a.srv.Serve(a.l) })
+	d.apps = sampleApps(web2Healthy.Load)
+	stopApps, err := startApps(d.apps)
+	defer stopApps()
+	if err != nil {
+		return err
 	}
 
-	// 3. Configs.
-	lbAddr := freeAddr()
-	haproxy, _ := exec.LookPath("haproxy")
+	// 3. Configs. 4. The daemons.
+	if err := d.writeConfigs(ctx, cli); err != nil {
+		return err
+	}
+	defer d.procs.stop()
+	if err := d.startDaemons(ctx); err != nil {
+		return err
+	}
+	d.printBanner()
+
+	// 5. Flap web-2 and report when each flip reaches the rendered file.
+	return d.flap(ctx, &web2Healthy)
+}
+
+// demo is one run of the demo: where it writes, what it started and the
+// addresses it handed out.
+type demo struct {
+	o        options
+	out      io.Writer
+	dir      string // the working directory, absolute
+	example  string // the haproxy example's directory, absolute
+	endpoint string // etcd's client endpoint
+	apps     []*sampleApp
+	procs    *procGroup
+
+	haproxy    string // the haproxy binary; "" when it is not installed
+	lbAddr     string // where haproxy serves the sample services
+	adminSock  string // haproxy's runtime API socket
+	regCfg     string // registrar.yaml
+	tplCfg     string // templater.yaml
+	rendered   string // the haproxy.cfg the templater renders
+	regMetrics string // the registrar's listen address
+	tplMetrics string // the templater's listen address
+	uiAddr     string // the registry map page
+}
+
+// prepareDirs makes the working directory absolute and empty, and the
+// example's directory absolute.
+func (d *demo) prepareDirs() error {
+	dir, err := filepath.Abs(d.o.dir)
+	if err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	example, err := filepath.Abs(d.o.example)
+	if err != nil {
+		return err
+	}
+	d.dir, d.example = dir, example
+	return nil
+}
+
+// writeConfigs puts the haproxy settings the example's template reads into
+// etcd and writes registrar.yaml and templater.yaml.
+func (d *demo) writeConfigs(ctx context.Context, cli *clientv3.Client) error {
+	d.lbAddr = freeAddr()
+	d.haproxy, _ = exec.LookPath("haproxy")
 	put := func(k, v string) error {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		_, err := cli.Put(pctx, k, v)
 		return err
 	}
-	if err := put("/rewire/haproxy/bind", lbAddr); err != nil {
+	if err := put("/rewire/haproxy/bind", d.lbAddr); err != nil {
 		return err
 	}
-	adminSock := filepath.Join(dir, "admin.sock")
-	if haproxy != "" {
+	d.adminSock = filepath.Join(d.dir, "admin.sock")
+	if d.haproxy != "" {
 		// An admin socket lets the templater change servers live.
-		if err := put("/rewire/haproxy/stats_socket", adminSock); err != nil {
+		if err := put("/rewire/haproxy/stats_socket", d.adminSock); err != nil {
 			return err
 		}
 		// Servers keep their health and drain across reloads.
-		if err := put("/rewire/haproxy/state_file", filepath.Join(dir, "server-state")); err != nil {
+		if err := put("/rewire/haproxy/state_file", filepath.Join(d.dir, "server-state")); err != nil {
 			return err
 		}
 	}
-	regCfg := filepath.Join(dir, "registrar.yaml")
-	if err := os.WriteFile(regCfg, []byte(registrarYAML(endpoint, apps)), 0o644); err != nil {
+	d.regCfg = filepath.Join(d.dir, "registrar.yaml")
+	if err := os.WriteFile(d.regCfg, []byte(registrarYAML(d.endpoint, d.apps)), 0o644); err != nil {
 		return err
 	}
-	rendered := filepath.Join(dir, "haproxy.cfg")
-	tplCfg := filepath.Join(dir, "templater.yaml")
+	d.rendered = filepath.Join(d.dir, "haproxy.cfg")
+	d.tplCfg = filepath.Join(d.dir, "templater.yaml")
 	// listen in the file, not a flag: `templater status -c` finds it there.
-	regMetrics, tplMetrics := freeAddr(), freeAddr()
-	tplYAML := templaterYAML(endpoint, example, dir, haproxy) + "listen: " + tplMetrics + "\n"
-	if err := os.WriteFile(tplCfg, []byte(tplYAML), 0o644); err != nil {
-		return err
-	}
+	d.regMetrics, d.tplMetrics = freeAddr(), freeAddr()
+	tplYAML := templaterYAML(d.endpoint, d.example, d.dir, d.haproxy) + "listen: " + d.tplMetrics + "\n"
+	return os.WriteFile(d.tplCfg, []byte(tplYAML), 0o644)
+}
 
-	// 4. The daemons.
-	procs := procGroup{out: out}
-	defer procs.stop()
-	if err := procs.start(dir, "registrar", filepath.Join(o.bins, "registrar"), "run", "-c", regCfg, "--listen", regMetrics); err != nil {
+// startDaemons starts the registrar, the templater, the registry map page
+// and haproxy (when installed), and waits until the first config is
+// rendered and haproxy listens.
+func (d *demo) startDaemons(ctx context.Context) error {
+	if err := d.procs.start(d.dir, "registrar", filepath.Join(d.o.bins, "registrar"), "run", "-c", d.regCfg, "--listen", d.regMetrics); err != nil {
 		return err
 	}
-	if err := procs.start(dir, "templater", filepath.Join(o.bins, "templater"), "run", "-c", tplCfg); err != nil {
+	if err := d.procs.start(d.dir, "templater", filepath.Join(d.o.bins, "templater"), "run", "-c", d.tplCfg); err != nil {
 		return err
 	}
-	uiAddr := freeAddr()
-	if err := procs.start(dir, "ui", filepath.Join(o.bins, "registrar"), "ui", "--listen", uiAddr, "--etcd", endpoint); err != nil {
+	d.uiAddr = freeAddr()
+	if err := d.procs.start(d.dir, "ui", filepath.Join(d.o.bins, "registrar"), "ui", "--listen", d.uiAddr, "--etcd", d.endpoint); err != nil {
 		return err
 	}
-	if err := waitFor(ctx, 15*time.Second, func() bool { return strings.Contains(readFile(rendered), "web-2") }); err != nil {
-		return fmt.Errorf("the templater did not render %s (see %s/*.log): %w", rendered, dir, err)
+	if err := waitFor(ctx, 15*time.Second, func() bool { return strings.Contains(readFile(d.rendered), "web-2") }); err != nil {
+		return fmt.Errorf("the templater did not render %s (see %s/*.log): %w", d.rendered, d.dir, err)
 	}
-	if haproxy != "" {
-		if err := procs.start(dir, "haproxy", haproxy, "-W", "-db", "-f", rendered, "-p", filepath.Join(dir, "haproxy.pid")); err != nil {
-			return err
-		}
-		listening := func() bool {
-			c, err := net.DialTimeout("tcp", lbAddr, 100*time.Millisecond)
-			if err == nil {
-				c.Close()
-			}
-			return err == nil
-		}
-		if err := waitFor(ctx, 10*time.Second, listening); err != nil {
-			return fmt.Errorf("haproxy is not listening on %s (see %s/haproxy.log): %w", lbAddr, dir, err)
-		}
+	if d.haproxy == "" {
+		return nil
 	}
+	if err := d.procs.start(d.dir, "haproxy", d.haproxy, "-W", "-db", "-f", d.rendered, "-p", filepath.Join(d.dir, "haproxy.pid")); err != nil {
+		return err
+	}
+	listening := func() bool {
+		c, err := net.DialTimeout("tcp", d.lbAddr, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}
+	if err := waitFor(ctx, 10*time.Second, listening); err != nil {
+		return fmt.Errorf("haproxy is not listening on %s (see %s/haproxy.log): %w", d.lbAddr, d.dir, err)
+	}
+	return nil
+}
 
-	fmt.Fprintf(out, `
+// printBanner tells what runs where and what to try.
+func (d *demo) printBanner() {
+	apps := d.apps
+	fmt.Fprintf(d.out, `
 rewire demo is running (working directory %s)
 
   etcd (embedded)   %s
@@ -205,14 +247,14 @@ rewire demo is running (working directory %s)
   templater         pid %d, metrics http://%s/metrics, log templater.log
   registry map      open http://%s/ in a browser (live: services, dependencies, root causes)
   rendered config   %s
-`, dir, endpoint, apps[0].addr, apps[1].addr, o.flap, apps[2].addr, apps[3].addr,
-		procs.pid("registrar"), regMetrics, procs.pid("templater"), tplMetrics, uiAddr, rendered)
-	if haproxy != "" {
-		fmt.Fprintf(out, "  haproxy           pid %d, try: curl http://%s/web/   (and /api/)\n", procs.pid("haproxy"), lbAddr)
+`, d.dir, d.endpoint, apps[0].addr, apps[1].addr, d.o.flap, apps[2].addr, apps[3].addr,
+		d.procs.pid("registrar"), d.regMetrics, d.procs.pid("templater"), d.tplMetrics, d.uiAddr, d.rendered)
+	if d.haproxy != "" {
+		fmt.Fprintf(d.out, "  haproxy           pid %d, try: curl http://%s/web/   (and /api/)\n", d.procs.pid("haproxy"), d.lbAddr)
 	} else {
-		fmt.Fprintln(out, "  haproxy           not installed (apt-get install haproxy): the config is rendered but not served")
+		fmt.Fprintln(d.out, "  haproxy           not installed (apt-get install haproxy): the config is rendered but not served")
 	}
-	fmt.Fprintf(out, `
+	fmt.Fprintf(d.out, `
 Try:  export REWIRE_ETCD=%[1]s      # every registrar/templater command then uses this etcd
       bin/registrar ls
       bin/registrar graph                      (--format dot|mermaid|json, --order, --impact db)
@@ -223,52 +265,62 @@ Try:  export REWIRE_ETCD=%[1]s      # every registrar/templater command then use
       ETCDCTL_API=3 etcdctl --endpoints %[1]s get --prefix /rewire/services/
 Ctrl-C stops everything.
 
-`, endpoint, tplCfg)
+`, d.endpoint, d.tplCfg)
+}
 
-	// 5. Flap web-2 and report when each flip reaches the rendered file.
-	ticker := time.NewTicker(o.flap)
+// flap flips web-2's health every o.flap and reports when each flip
+// reaches the rendered file (and haproxy), until ctx ends or a daemon
+// exits.
+func (d *demo) flap(ctx context.Context, web2Healthy *atomic.Bool) error {
+	ticker := time.NewTicker(d.o.flap)
 	defer ticker.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			fmt.Fprintf(out, "\nstopping: %s, sample services, etcd\n", strings.Join(procs.stopOrder(), ", "))
+			fmt.Fprintf(d.out, "\nstopping: %s, sample services, etcd\n", strings.Join(d.procs.stopOrder(), ", "))
 			return nil
-		case <-procs.exited:
-			return fmt.Errorf("a daemon exited unexpectedly; see the logs in %s", dir)
+		case <-d.procs.exited:
+			return fmt.Errorf("a daemon exited unexpectedly; see the logs in %s", d.dir)
 		case <-ticker.C:
 		}
 		healthy := !web2Healthy.Load()
 		web2Healthy.Store(healthy)
-		t0 := time.Now()
-		state := map[bool]string{true: "healthy", false: "failing"}[healthy]
-		err := waitFor(ctx, 10*time.Second, func() bool { return web2Enabled(readFile(rendered)) == healthy })
-		fileMs := time.Since(t0).Milliseconds()
-		live := ""
-		if err == nil && haproxy != "" {
-			client := hap.NewClient(adminSock)
-			inState := func() bool {
-				st, err := client.ShowServersState(ctx, "web")
-				if err != nil {
-					return false
-				}
-				for _, s := range st {
-					if s.Name == "web-2" {
-						return s.AdminMaint() != healthy
-					}
-				}
+		d.reportFlip(ctx, healthy)
+	}
+}
+
+// reportFlip waits for web-2's new health to reach the rendered file and,
+// when haproxy runs, its live server state, and prints how long each took.
+func (d *demo) reportFlip(ctx context.Context, healthy bool) {
+	t0 := time.Now()
+	state := map[bool]string{true: "healthy", false: "failing"}[healthy]
+	err := waitFor(ctx, 10*time.Second, func() bool { return web2Enabled(readFile(d.rendered)) == healthy })
+	fileMs := time.Since(t0).Milliseconds()
+	live := ""
+	if err == nil && d.haproxy != "" {
+		client := hap.NewClient(d.adminSock)
+		inState := func() bool {
+			st, err := client.ShowServersState(ctx, "web")
+			if err != nil {
 				return false
 			}
-			if waitFor(ctx, 10*time.Second, inState) == nil {
-				live = fmt.Sprintf(", haproxy serving it in %d ms", time.Since(t0).Milliseconds())
+			for _, s := range st {
+				if s.Name == "web-2" {
+					return s.AdminMaint() != healthy
+				}
 			}
+			return false
 		}
-		switch {
-		case ctx.Err() != nil:
-		case err != nil:
-			fmt.Fprintf(out, "%s  web-2 %s: NOT reflected in haproxy.cfg after 10s (see templater.log)\n", time.Now().Format("15:04:05"), state)
-		default:
-			fmt.Fprintf(out, "%s  web-2 %s → haproxy.cfg updated in %d ms%s\n", time.Now().Format("15:04:05"), state, fileMs, live)
+		if waitFor(ctx, 10*time.Second, inState) == nil {
+			live = fmt.Sprintf(", haproxy serving it in %d ms", time.Since(t0).Milliseconds())
 		}
+	}
+	switch {
+	case ctx.Err() != nil:
+	case err != nil:
+		fmt.Fprintf(d.out, "%s  web-2 %s: NOT reflected in haproxy.cfg after 10s (see templater.log)\n", time.Now().Format("15:04:05"), state)
+	default:
+		fmt.Fprintf(d.out, "%s  web-2 %s → haproxy.cfg updated in %d ms%s\n", time.Now().Format("15:04:05"), state, fileMs, live)
 	}
 }
 
@@ -311,6 +363,38 @@ func (a *sampleApp) start() error {
 	})
 	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return nil
+}
+
+// sampleApps are the demo's services: web (two instances, web-2's health
+// from web2Healthy) depends on api, which depends on db.
+func sampleApps(web2Healthy func() bool) []*sampleApp {
+	return []*sampleApp{
+		{service: "web", id: "web-1", healthy: func() bool { return true }, deps: "api"},
+		{service: "web", id: "web-2", healthy: web2Healthy, deps: "api"},
+		{service: "api", id: "api-1", healthy: func() bool { return true }, deps: "db"},
+		{service: "db", id: "db-1", healthy: func() bool { return true }},
+	}
+}
+
+// startApps starts serving apps. The returned stop, to call even when
+// startApps fails, closes those that started and waits for them.
+func startApps(apps []*sampleApp) (stop func(), err error) {
+	var wg sync.WaitGroup
+	stop = func() {
+		for _, a := range apps {
+			if a.srv != nil {
+				a.srv.Close()
+			}
+		}
+		wg.Wait()
+	}
+	for _, a := range apps {
+		if err := a.start(); err != nil {
+			return stop, err
+		}
+		wg.Go(func() { a.srv.Serve(a.l) })
+	}
+	return stop, nil
 }
 
 func registrarYAML(endpoint string, apps []*sampleApp) string {

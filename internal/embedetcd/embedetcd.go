@@ -1,12 +1,13 @@
 // Package embedetcd runs an etcd server inside the process, for
-// `--etcd embedded`, `make demo` and tests. It is a thin wrapper over
+// `--etcd embedded`, `make demo`, tests and the benchmarks (Scratch: a
+// throwaway server and client). It is a thin wrapper over
 // go.etcd.io/etcd/server/v3/embed with loopback-only listeners and quiet
 // logging:
 //
 //	srv, err := embedetcd.Start(ctx, embedetcd.Options{Dir: dir})
 //	if err != nil { ... }
 //	defer srv.Close()
-//	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.Endpoints()})
+//	cli, err := srv.NewClient()
 //
 // A Server is safe for concurrent use; Close stops it and waits for it.
 package embedetcd
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
@@ -152,3 +154,9 @@ func (s *Server) Err() <-chan error { return s.e.Err() }
 
 // Close stops the server and waits for it.
 func (s *Server) Close() { s.e.Close() }
+
+// NewClient connects a client to the server, with etcd's client logging
+// off. The caller closes it.
+func (s *Server) NewClient() (*clientv3.Client, error) {
+	return clientv3.New(clientv3.Config{Endpoints: s.endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+}
