@@ -150,16 +150,22 @@ func isProxy(kind string) bool { return kind == "frontend" || kind == "backend" 
 // section structure and the `server` and `default-server` lines, and keeps
 // everything else as normalised text. It returns a *ParseError only for a
 // `server` line without a name and an address.
-func Parse(text []byte) (*Config, error) {
+func Parse(text []byte) (*Config, error) { return parse(text, nil) }
+
+func parse(text []byte, memo *parseMemo) (*Config, error) {
+	memo.begin()
+	defer memo.end()
 	c := &Config{}
 	cur := &Section{}
 	c.Sections = append(c.Sections, cur)
 	var lastDefaults *Section
 	var defaults []string // default-server options in effect in cur
+	defKey := ""          // defaults joined, for the memo; "" until needed
 	for num := 1; len(text) > 0; num++ {
 		var raw []byte
 		raw, text, _ = bytes.Cut(text, []byte("\n"))
-		words, comment := splitLine(string(raw))
+		l := memo.line(raw)
+		words := l.words
 		if len(words) == 0 {
 			continue
 		}
@@ -184,23 +190,21 @@ func Parse(text []byte) (*Config, error) {
 				}
 			}
 			c.Sections = append(c.Sections, cur)
-			defaults = nil
+			defaults, defKey = nil, ""
 			if cur.Defaults != nil {
 				defaults = cur.Defaults.defaultServer()
 			}
 			continue
 		}
-		cur.Lines = append(cur.Lines, Line{Num: num, Text: strings.Join(words, " ")})
+		cur.Lines = append(cur.Lines, Line{Num: num, Text: l.text})
 		switch {
 		case words[0] == "default-server":
-			defaults = append(defaults, splitOptions(words[1:])...)
+			defaults, defKey = append(defaults, splitOptions(words[1:])...), ""
 		case words[0] == "server" && hasServers(cur.Kind):
 			if len(words) < 3 {
 				return nil, &ParseError{Line: num, Err: errors.New("server line needs a name and an address")}
 			}
-			srv := newServer(num, words[1], words[2], defaults, words[3:])
-			srv.Drain = hasDrainMark(comment)
-			cur.Servers = append(cur.Servers, srv)
+			cur.Servers = append(cur.Servers, memo.server(num, raw, defaults, &defKey, l))
 		}
 	}
 	if len(c.Sections[0].Lines) == 0 {

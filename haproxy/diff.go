@@ -248,28 +248,30 @@ func diffServers(os, ns *Section) (adds, sets, dels []Change, reason string) {
 	if !validName(be) {
 		return nil, nil, nil, fmt.Sprintf("%s: name %q cannot be used on the runtime API", ns.label(), be)
 	}
-	oldByName := map[string]Server{}
-	for _, s := range os.Servers {
-		oldByName[s.Name] = s
+	oldByName := make(map[string]int, len(os.Servers)) // index in os.Servers
+	for i, s := range os.Servers {
+		oldByName[s.Name] = i
 	}
-	newByName := map[string]Server{}
+	newByName := make(map[string]struct{}, len(ns.Servers))
 	for _, s := range ns.Servers {
 		if _, dup := newByName[s.Name]; dup {
 			return nil, nil, nil, fmt.Sprintf("%s: server %s declared twice (line %d)", ns.label(), s.Name, s.Line)
 		}
-		newByName[s.Name] = s
+		newByName[s.Name] = struct{}{}
 	}
 	static, algo := staticAlgorithm(ns)
-	for _, n := range ns.Servers {
-		o, ok := oldByName[n.Name]
+	for i := range ns.Servers {
+		n := &ns.Servers[i]
+		oi, ok := oldByName[n.Name]
 		if !ok {
-			ch, why := addChange(ns, n, static, algo)
+			ch, why := addChange(ns, *n, static, algo)
 			if why != "" {
 				return nil, nil, nil, why
 			}
 			adds = append(adds, ch)
 			continue
 		}
+		o := &os.Servers[oi]
 		where := func() string { return fmt.Sprintf("%s: server %s (line %d)", ns.label(), n.Name, n.Line) }
 		if !slices.Equal(o.Options, n.Options) {
 			return nil, nil, nil, fmt.Sprintf("%s: options %q changed to %q", where(), strings.Join(o.Options, " "), strings.Join(n.Options, " "))

@@ -132,10 +132,13 @@ type Runtime struct {
 	log     *slog.Logger
 	metrics *RuntimeMetrics
 
-	// mu guards last: the most recent config parsed, so that the file a
-	// change starts from (the previous change's result) is not parsed
-	// again. A Config is never modified after Parse.
+	// mu guards last and memo: the most recent config parsed, so that
+	// the file a change starts from (the previous change's result) is not
+	// parsed again, and the lines of the parse before, so that the next
+	// file costs a lookup per unchanged line. A Config is never modified
+	// after parse.
 	mu   sync.Mutex
+	memo parseMemo
 	last struct {
 		text []byte
 		cfg  *Config
@@ -156,17 +159,12 @@ func NewRuntime(cfg RuntimeConfig, opts RuntimeOptions) *Runtime {
 // parse parses text, reusing the last parse when text is the same bytes.
 func (r *Runtime) parse(text []byte) (*Config, error) {
 	r.mu.Lock()
-	if r.last.text != nil && bytes.Equal(r.last.text, text) {
-		cfg, err := r.last.cfg, r.last.err
-		r.mu.Unlock()
-		return cfg, err
+	defer r.mu.Unlock()
+	if r.last.text == nil || !bytes.Equal(r.last.text, text) {
+		cfg, err := parse(text, &r.memo)
+		r.last.text, r.last.cfg, r.last.err = text, cfg, err
 	}
-	r.mu.Unlock()
-	cfg, err := Parse(text)
-	r.mu.Lock()
-	r.last.text, r.last.cfg, r.last.err = text, cfg, err
-	r.mu.Unlock()
-	return cfg, err
+	return r.last.cfg, r.last.err
 }
 
 // ReconcileEvery is how often to compare haproxy with the file; 0: never.

@@ -133,6 +133,25 @@ func SaveState(ctx context.Context, c *Client, cfg *Config) ([]string, error) {
 	return ls.SaveState(cfg)
 }
 
+// serversByName returns the configured servers by backend and name (the
+// first section and server of a name, as HAProxy takes them).
+func (c *Config) serversByName() map[string]map[string]Server {
+	servers := map[string]map[string]Server{}
+	for _, s := range c.Sections {
+		if _, dup := servers[s.Name]; dup || !hasServers(s.Kind) {
+			continue
+		}
+		byName := make(map[string]Server, len(s.Servers))
+		for _, srv := range s.Servers {
+			if _, dup := byName[srv.Name]; !dup {
+				byName[srv.Name] = srv
+			}
+		}
+		servers[s.Name] = byName
+	}
+	return servers
+}
+
 // SaveState is SaveState from this answer.
 func (ls *LiveState) SaveState(cfg *Config) ([]string, error) {
 	files, err := cfg.StateFiles()
@@ -149,21 +168,7 @@ func (ls *LiveState) SaveState(cfg *Config) ([]string, error) {
 			return nil, fmt.Errorf("%w: show servers state: no column %s", ErrProtocol, h)
 		}
 	}
-	// The configured servers by backend and name (the first section of a
-	// name, as HAProxy takes it).
-	servers := map[string]map[string]Server{}
-	for _, s := range cfg.Sections {
-		if _, dup := servers[s.Name]; dup || !hasServers(s.Kind) {
-			continue
-		}
-		byName := make(map[string]Server, len(s.Servers))
-		for _, srv := range s.Servers {
-			if _, dup := byName[srv.Name]; !dup {
-				byName[srv.Name] = srv
-			}
-		}
-		servers[s.Name] = byName
-	}
+	servers := cfg.serversByName()
 	rows := map[string][][]string{} // by backend
 	for i, f := range tab.rows {
 		be, name := f[col["be_name"]], f[col["srv_name"]]

@@ -191,6 +191,20 @@ func cmdRender(c *cli.Context) error {
 	return errors.Join(errs...)
 }
 
+// statusOf returns what reports the running templater's status: the
+// registry watch and each template of the engine's current config.
+func statusOf(w *registry.Watcher, endpoints []string, engine *templater.Engine) func() Status {
+	return func() Status {
+		cur, etcdRev := w.Revisions()
+		st := Status{Etcd: strings.Join(endpoints, ","), Revision: cur, EtcdRevision: etcdRev,
+			StaleSeconds: w.Staleness().Seconds(), ConfigError: engine.ConfigError(), StoreChange: w.StoreChanges(), GeneratedTime: time.Now()}
+		for _, t := range engine.Targets() {
+			st.Templates = append(st.Templates, t.Status())
+		}
+		return st
+	}
+}
+
 // tempEmbeddedDir points --embedded-dir at a new temporary directory
 // unless the one named exists, and returns what removes it.
 func tempEmbeddedDir(c *cli.Context) (cleanup func(), err error) {
@@ -251,15 +265,7 @@ func cmdRun(c *cli.Context) error {
 	}
 	engine := templater.New(templater.Options{Source: w, ConfigPath: c.String("config"), Load: load, Logger: log},
 		templater.Loaded{Wait: cfg.Wait, Targets: targets})
-	status := func() Status {
-		cur, etcdRev := w.Revisions()
-		st := Status{Etcd: strings.Join(conn.Config.Endpoints, ","), Revision: cur, EtcdRevision: etcdRev,
-			StaleSeconds: w.Staleness().Seconds(), ConfigError: engine.ConfigError(), StoreChange: w.StoreChanges(), GeneratedTime: time.Now()}
-		for _, t := range engine.Targets() {
-			st.Templates = append(st.Templates, t.Status())
-		}
-		return st
-	}
+	status := statusOf(w, conn.Config.Endpoints, engine)
 	reg.MustRegister(newLagCollector(status))
 	mux := http.NewServeMux()
 	serveStatus(mux, status)

@@ -1,0 +1,104 @@
+package haproxy
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// TestParseMemoMatchesParse: parsing through the memo of earlier parses
+// gives exactly what a fresh Parse gives, over random edits of the kinds
+// that matter to it: server lines changed, added and removed (line
+// numbers shift), drain marks in comments, default-server lines that
+// change what an unchanged server line means, and sections reordered.
+func TestParseMemoMatchesParse(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var memo parseMemo
+	for step := range 400 {
+		text := randomConfig(rng)
+		want, werr := Parse([]byte(text))
+		got, gerr := parse([]byte(text), &memo)
+		if fmt.Sprint(werr) != fmt.Sprint(gerr) || !reflect.DeepEqual(want, got) {
+			t.Fatalf("step %d: parse with memo =\n%+v, %v\nwant\n%+v, %v\nconfig:\n%s", step, got, gerr, want, werr, text)
+		}
+	}
+	if len(memo.lines) == 0 || len(memo.servers) == 0 {
+		t.Fatal("the memo kept nothing: the test does not exercise it")
+	}
+}
+
+// randomConfig draws a config from a small space, so that consecutive
+// configs share most lines.
+func randomConfig(rng *rand.Rand) string {
+	var b strings.Builder
+	b.WriteString("global\n    stats socket /tmp/a.sock level admin\ndefaults\n    mode http\n")
+	if rng.IntN(3) == 0 {
+		b.WriteString("    default-server weight 7 check\n")
+	}
+	for be := range 1 + rng.IntN(3) {
+		fmt.Fprintf(&b, "backend b%d\n    balance roundrobin\n", (be+rng.IntN(2))%3)
+		if rng.IntN(3) == 0 {
+			fmt.Fprintf(&b, "    default-server inter %ds\n", 1+rng.IntN(2))
+		}
+		for i := range rng.IntN(6) {
+			if rng.IntN(4) == 0 {
+				continue
+			}
+			line := fmt.Sprintf("    server s%d 10.0.%d.%d:80", i, be, i)
+			switch rng.IntN(5) {
+			case 0:
+				line += " disabled"
+			case 1:
+				line += " weight 3"
+			case 2:
+				line += "  # " + DrainMark
+			case 3:
+				line += " enabled  # passing"
+			}
+			b.WriteString(line + "\n")
+			if rng.IntN(4) == 0 && i > 0 {
+				b.WriteString("    default-server weight 2\n")
+			}
+		}
+	}
+	return b.String()
+}
+
+// BenchmarkRuntimeChange is the HAProxy side of one health flip in one
+// backend of n servers, as the templater's runtime sees it: parse the new
+// file (the previous one is the last parse) and diff the two.
+func BenchmarkRuntimeChange(b *testing.B) {
+	for _, n := range []int{200, 1000, 10000} {
+		texts := [2][]byte{}
+		for k := range texts {
+			var sb strings.Builder
+			sb.WriteString("global\n    stats socket /tmp/a.sock level admin\ndefaults\n    mode http\nbackend web\n    balance roundrobin\n    default-server check inter 2s\n")
+			for i := range n {
+				fmt.Fprintf(&sb, "    server web-%d 10.0.%d.%d:8080 weight 100", i, i/256, i%256)
+				if i == n/2 && k == 1 {
+					sb.WriteString(" disabled")
+				}
+				sb.WriteString("  # passing\n")
+			}
+			texts[k] = []byte(sb.String())
+		}
+		b.Run(fmt.Sprintf("servers=%d", n), func(b *testing.B) {
+			r := NewRuntime(RuntimeConfig{}, RuntimeOptions{})
+			if _, err := r.parse(texts[0]); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				c := r.Change(texts[i%2], texts[(i+1)%2])
+				c.parse()
+				if c.planErr != nil || len(c.plan.Changes) != 1 {
+					b.Fatalf("plan %+v, %v", c.plan, c.planErr)
+				}
+				i++
+			}
+		})
+	}
+}
