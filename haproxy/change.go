@@ -37,6 +37,10 @@ func (c *FileChange) parse() {
 	}
 	c.parsed = true
 	if c.prev != nil {
+		if prevCfg, nextCfg, plan, ok := c.r.splice(c.prev, c.next); ok {
+			c.prevCfg, c.nextCfg, c.plan = prevCfg, nextCfg, plan
+			return
+		}
 		c.prevCfg, c.prevErr = c.r.parse(c.prev)
 	}
 	c.nextCfg, c.nextErr = c.r.parse(c.next)

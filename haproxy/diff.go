@@ -271,30 +271,11 @@ func diffServers(os, ns *Section) (adds, sets, dels []Change, reason string) {
 			adds = append(adds, ch)
 			continue
 		}
-		o := &os.Servers[oi]
-		where := func() string { return fmt.Sprintf("%s: server %s (line %d)", ns.label(), n.Name, n.Line) }
-		if !slices.Equal(o.Options, n.Options) {
-			return nil, nil, nil, fmt.Sprintf("%s: options %q changed to %q", where(), strings.Join(o.Options, " "), strings.Join(n.Options, " "))
+		sets2, reason := diffServer(ns, &os.Servers[oi], n, static, algo)
+		if reason != "" {
+			return nil, nil, nil, reason
 		}
-		if !slices.Equal(o.Defaults, n.Defaults) {
-			return nil, nil, nil, fmt.Sprintf("%s: default-server options %q changed to %q", where(), strings.Join(o.Defaults, " "), strings.Join(n.Defaults, " "))
-		}
-		if !sameAddr(o.Addr, n.Addr) || o.Port != n.Port {
-			ip, err := parseIP(n.Addr)
-			if err != nil {
-				return nil, nil, nil, fmt.Sprintf("%s: address %s is not an IP address: 2.6 does not resolve names at runtime", where(), hostPort(n.Addr, n.Port))
-			}
-			sets = append(sets, Change{Kind: KindSetAddr, Backend: be, Server: n.Name, Addr: ip.String(), Port: n.Port})
-		}
-		if o.Weight != n.Weight {
-			if static {
-				return nil, nil, nil, fmt.Sprintf("%s: weight %d changed to %d, and backend %s uses %s: 2.6 cannot change its weights at runtime", where(), o.Weight, n.Weight, be, algo)
-			}
-			sets = append(sets, Change{Kind: KindSetWeight, Backend: be, Server: n.Name, Weight: n.Weight})
-		}
-		if st := n.state(); st != o.state() {
-			sets = append(sets, Change{Kind: KindSetState, Backend: be, Server: n.Name, State: st})
-		}
+		sets = append(sets, sets2...)
 	}
 	for _, o := range os.Servers {
 		if _, ok := newByName[o.Name]; !ok {
@@ -302,6 +283,36 @@ func diffServers(os, ns *Section) (adds, sets, dels []Change, reason string) {
 		}
 	}
 	return adds, sets, dels, ""
+}
+
+// diffServer compares one server of section ns with its previous line o:
+// the changes the runtime API makes, or why it cannot.
+func diffServer(ns *Section, o, n *Server, static bool, algo string) (sets []Change, reason string) {
+	be := ns.Name
+	where := func() string { return fmt.Sprintf("%s: server %s (line %d)", ns.label(), n.Name, n.Line) }
+	if !slices.Equal(o.Options, n.Options) {
+		return nil, fmt.Sprintf("%s: options %q changed to %q", where(), strings.Join(o.Options, " "), strings.Join(n.Options, " "))
+	}
+	if !slices.Equal(o.Defaults, n.Defaults) {
+		return nil, fmt.Sprintf("%s: default-server options %q changed to %q", where(), strings.Join(o.Defaults, " "), strings.Join(n.Defaults, " "))
+	}
+	if !sameAddr(o.Addr, n.Addr) || o.Port != n.Port {
+		ip, err := parseIP(n.Addr)
+		if err != nil {
+			return nil, fmt.Sprintf("%s: address %s is not an IP address: 2.6 does not resolve names at runtime", where(), hostPort(n.Addr, n.Port))
+		}
+		sets = append(sets, Change{Kind: KindSetAddr, Backend: be, Server: n.Name, Addr: ip.String(), Port: n.Port})
+	}
+	if o.Weight != n.Weight {
+		if static {
+			return nil, fmt.Sprintf("%s: weight %d changed to %d, and backend %s uses %s: 2.6 cannot change its weights at runtime", where(), o.Weight, n.Weight, be, algo)
+		}
+		sets = append(sets, Change{Kind: KindSetWeight, Backend: be, Server: n.Name, Weight: n.Weight})
+	}
+	if st := n.state(); st != o.state() {
+		sets = append(sets, Change{Kind: KindSetState, Backend: be, Server: n.Name, State: st})
+	}
+	return sets, ""
 }
 
 // addChange returns the change that adds n to backend ns, or why 2.6

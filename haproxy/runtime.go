@@ -143,6 +143,8 @@ type Runtime struct {
 		text []byte
 		cfg  *Config
 		err  error
+		// spliceable: the next change may be spliced onto cfg (see splice).
+		spliceable bool
 	}
 }
 
@@ -163,8 +165,26 @@ func (r *Runtime) parse(text []byte) (*Config, error) {
 	if r.last.text == nil || !bytes.Equal(r.last.text, text) {
 		cfg, err := parse(text, &r.memo)
 		r.last.text, r.last.cfg, r.last.err = text, cfg, err
+		r.last.spliceable = err == nil && cfg.spliceable()
 	}
 	return r.last.cfg, r.last.err
+}
+
+// splice parses next and diffs it against prev through the fast path for
+// server lines edited in place, when prev is the last config parsed; ok
+// is false when that does not apply.
+func (r *Runtime) splice(prev, next []byte) (prevCfg, nextCfg *Config, plan Plan, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.last.spliceable || !bytes.Equal(r.last.text, prev) {
+		return nil, nil, Plan{}, false
+	}
+	prevCfg = r.last.cfg
+	if nextCfg, plan, ok = splice(prev, prevCfg, next); !ok {
+		return nil, nil, Plan{}, false
+	}
+	r.last.text, r.last.cfg = next, nextCfg // names unchanged: still spliceable
+	return prevCfg, nextCfg, plan, true
 }
 
 // ReconcileEvery is how often to compare haproxy with the file; 0: never.

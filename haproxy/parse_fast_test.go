@@ -102,3 +102,76 @@ func BenchmarkRuntimeChange(b *testing.B) {
 		})
 	}
 }
+
+// TestSpliceMatchesParseAndDiff: where the fast path for edits in place
+// applies, its config and plan are exactly a fresh Parse's and Diff's;
+// where it does not (a line added, a server renamed, a non-server line
+// changed), it says so.
+func TestSpliceMatchesParseAndDiff(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	spliced, declined := 0, 0
+	for step := range 600 {
+		prevText := randomConfig(rng)
+		nextText := editInPlace(rng, prevText)
+		prev, err := Parse([]byte(prevText))
+		if err != nil || !prev.spliceable() {
+			continue
+		}
+		cfg, plan, ok := splice([]byte(prevText), prev, []byte(nextText))
+		want, err := Parse([]byte(nextText))
+		if err != nil {
+			if ok {
+				t.Fatalf("step %d: splice accepted a config Parse rejects (%v):\n%s", step, err, nextText)
+			}
+			continue
+		}
+		if !ok {
+			declined++
+			continue
+		}
+		spliced++
+		wantPlan, _ := Diff(prev, want)
+		if !reflect.DeepEqual(cfg, want) {
+			t.Fatalf("step %d: spliced config =\n%+v\nwant\n%+v\nprev:\n%s\nnext:\n%s", step, cfg, want, prevText, nextText)
+		}
+		if !reflect.DeepEqual(plan, wantPlan) {
+			t.Fatalf("step %d: spliced plan = %+v, want %+v\nprev:\n%s\nnext:\n%s", step, plan, wantPlan, prevText, nextText)
+		}
+	}
+	if spliced < 100 || declined < 20 {
+		t.Fatalf("spliced %d, declined %d: the test does not exercise both ways", spliced, declined)
+	}
+}
+
+// editInPlace edits some server lines of text in place, and sometimes
+// makes a change the fast path must decline.
+func editInPlace(rng *rand.Rand, text string) string {
+	lines := strings.Split(text, "\n")
+	for i, l := range lines {
+		if !strings.HasPrefix(l, "    server ") || rng.IntN(3) != 0 {
+			continue
+		}
+		switch rng.IntN(8) {
+		case 0:
+			lines[i] = l + " disabled"
+		case 1:
+			lines[i] = strings.Replace(l, " disabled", "", 1)
+		case 2:
+			lines[i] = l + " weight 9"
+		case 3:
+			lines[i] = strings.Replace(l, ":80", ":81", 1)
+		case 4:
+			lines[i] = l + "  # " + DrainMark
+		case 5:
+			lines[i] = l + " check"
+		case 6: // renamed: declined
+			lines[i] = strings.Replace(l, "server s", "server t", 1)
+		case 7: // a line added: declined
+			lines[i] = l + "\n    server extra 10.9.9.9:80"
+		}
+	}
+	if rng.IntN(10) == 0 {
+		lines[1] = "    stats socket /tmp/b.sock level admin"
+	}
+	return strings.Join(lines, "\n")
+}
