@@ -71,7 +71,7 @@ func NewWriter(opts WriterOptions) *Writer {
 		opts.WriteBurst = 3
 	}
 	f := promauto.With(opts.Registerer)
-	log := logger(opts.Logger).With("component", "registry.registrar")
+	log := logger(opts.Logger).With("component", "registry.writer")
 	return &Writer{
 		cli:     opts.Client,
 		keys:    opts.Keys,
