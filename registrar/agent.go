@@ -198,6 +198,12 @@ func (a *Agent) pokeAll() {
 	}
 }
 
+// outlet is what the agent's instances publish through.
+func (a *Agent) outlet() outlet {
+	return outlet{registry: a.watch.Current, draining: a.isDraining, set: a.reg.Set,
+		changed: func(service string) { a.metrics.statusChanges.WithLabelValues(service).Inc() }}
+}
+
 func (a *Agent) isDraining() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -235,7 +241,7 @@ func (a *Agent) apply(ctx context.Context, cfg Config) {
 			a.instances[key] = r
 			go func() {
 				defer close(r.done)
-				in.run(ictx, a)
+				in.run(ictx, a.outlet())
 			}()
 		case !reflect.DeepEqual(r.in.wantConfig(), s):
 			// Compared with a pending update too: against the current

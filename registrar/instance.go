@@ -113,9 +113,21 @@ func (in *instance) kick() {
 	}
 }
 
+// outlet is what an instance needs of its agent to publish, and nothing
+// more: the registry as last read, whether the agent drains, where
+// records go, and a counter. Lock order: the agent takes its own lock and
+// then an instance's (apply, find), so draining, which takes the agent's,
+// is never called with in.mu held.
+type outlet struct {
+	registry func() *schema.Snapshot // nil before the first read
+	draining func() bool
+	set      func(schema.Instance) error
+	changed  func(service string) // counts a health change
+}
+
 // run publishes whenever the monitor, the registry or the agent's state
 // changes, until ctx ends. It returns after the monitor stopped.
-func (in *instance) run(ctx context.Context, a *Agent) {
+func (in *instance) run(ctx context.Context, out outlet) {
 	in.mu.Lock()
 	in.startMonitorLocked(ctx)
 	in.mu.Unlock()
@@ -138,7 +150,7 @@ func (in *instance) run(ctx context.Context, a *Agent) {
 		case <-in.reconf:
 			in.applyPending(ctx)
 		}
-		in.publish(a)
+		in.publish(out)
 	}
 }
 
@@ -200,11 +212,9 @@ func (in *instance) retire() {
 
 // publish builds the record from the current state and hands it to the
 // Writer, which writes it only if its bytes changed.
-func (in *instance) publish(a *Agent) {
-	snap := a.watch.Current()
-	// Read the agent's state before taking in.mu: the agent takes a.mu
-	// and then in.mu (apply, find), so the reverse order would deadlock.
-	draining := a.isDraining()
+func (in *instance) publish(out outlet) {
+	snap := out.registry()
+	draining := out.draining() // before in.mu: see outlet
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	cfg := in.cfg
@@ -237,12 +247,12 @@ func (in *instance) publish(a *Agent) {
 		h.Since = now
 		if in.published {
 			in.log.Info("health changed", "shallow", shallow, "deep", deep, "was_shallow", in.last.Shallow, "was_deep", in.last.Deep)
-			a.metrics.statusChanges.WithLabelValues(cfg.Name).Inc()
+			out.changed(cfg.Name)
 		}
 	}
 	rec := cfg.record(in.node, in.registeredAt, &h)
 	rec.Draining = draining
-	if err := a.reg.Set(rec); err != nil {
+	if err := out.set(rec); err != nil {
 		in.log.Error("record is invalid; not registered", "err", err)
 		return
 	}
