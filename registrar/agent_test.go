@@ -60,7 +60,7 @@ var testKeys = schema.Keys{Prefix: testPrefix}
 
 // testConfig returns a registrar config for the given services.
 func testConfig(services ...ServiceConfig) Config {
-	cfg := DefaultConfig
+	cfg := DefaultConfig()
 	cfg.Etcd.Prefix = testPrefix
 	cfg.Node = "test"
 	cfg.Services = services

@@ -79,11 +79,14 @@ type CheckConfig struct {
 	Fall     int           `yaml:"fall"`
 }
 
-// DefaultConfig holds every default of registrar.yaml.
-var DefaultConfig = Config{
-	LeaseTTL:      10 * time.Second,
-	Listen:        "127.0.0.1:9701",
-	WriteInterval: time.Second,
+// DefaultConfig returns every default of registrar.yaml (a function, so
+// that no caller can change the defaults of another).
+func DefaultConfig() Config {
+	return Config{
+		LeaseTTL:      10 * time.Second,
+		Listen:        "127.0.0.1:9701",
+		WriteInterval: time.Second,
+	}
 }
 
 // defaultAddress is used when a service sets no address.
@@ -97,7 +100,7 @@ func LoadConfig(path string) (Config, error) {
 }
 
 func loadConfig(path string) (Config, *yamlconf.Doc, error) {
-	cfg := DefaultConfig
+	cfg := DefaultConfig()
 	doc, decodeErr := yamlconf.Load(path, &cfg)
 	if decodeErr != nil && !doc.Parsed() {
 		return cfg, doc, decodeErr

@@ -171,7 +171,7 @@ func (p *Proc) waitFor(timeout time.Duration, cond func(haproxy.ProcStatus) (boo
 	for {
 		select {
 		case <-p.done:
-			return fmt.Errorf("haproxy exited: %v", p.waitErr)
+			return fmt.Errorf("haproxy exited: %w", p.waitErr)
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
