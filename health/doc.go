@@ -1,4 +1,5 @@
-// Package health runs health checks (HTTP, TCP and commands) and turns
+// Package health runs health checks (HTTP, TCP, gRPC health, commands,
+// and TTL checks the application pushes through the registrar) and turns
 // their results into a damped Status per check and an aggregate status per
 // instance. It knows nothing about etcd: the registrar reads a Monitor and
 // writes what it finds.

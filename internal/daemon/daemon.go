@@ -5,8 +5,9 @@
 //
 //	app.Flags = daemon.EtcdFlags("REGISTRAR")
 //	cfg.Etcd = daemon.ApplyEtcdFlags(c, cfg.Etcd)     // flag > env > file > default
-//	conn, err := daemon.Connect(ctx, cfg.Etcd, logger)
+//	conn, err := daemon.Connect(ctx, c, cfg.Etcd, logger) // c: the command's *cli.Context
 //	defer conn.Close()
+//	addr, serve, err := daemon.Serve(ctx, cfg.Listen, mux, reg, logger)
 package daemon
 
 import (
