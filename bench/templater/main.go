@@ -28,12 +28,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/rewire/rewire/bench/internal/propagation"
 	"github.com/rewire/rewire/internal/freeport"
 	"github.com/rewire/rewire/internal/promtext"
 
@@ -215,11 +215,11 @@ func measure(o options, n, services int, burst bool) (row, error) {
 	}
 	fmt.Printf("## %s\n\n- loaded in %s\n", layout(n, services), time.Since(t0).Round(time.Millisecond))
 
-	raw, err := newRawWatch(ctx, srv)
+	raw, err := propagation.NewFloor(ctx, srv.Endpoints())
 	if err != nil {
 		return r, err
 	}
-	defer raw.close()
+	defer raw.Close()
 
 	// In process: the same wiring as `templater run`, minus HTTP.
 	inDir := filepath.Join(dir, "inproc")
@@ -332,60 +332,8 @@ func (c *cluster) flip(ctx context.Context, i int) error {
 	return err
 }
 
-// rawWatch times put → watch event on keys outside the registry prefix,
-// with its own client, as a templater has.
-type rawWatch struct {
-	cli    *clientv3.Client
-	cancel context.CancelFunc
-	events chan time.Time
-	wg     sync.WaitGroup
-}
-
-func newRawWatch(ctx context.Context, srv *embedetcd.Server) (*rawWatch, error) {
-	cli, err := newClient(srv)
-	if err != nil {
-		return nil, err
-	}
-	wctx, cancel := context.WithCancel(ctx)
-	w := &rawWatch{cli: cli, cancel: cancel, events: make(chan time.Time, 16)}
-	wch := cli.Watch(clientv3.WithRequireLeader(wctx), "/raw/", clientv3.WithPrefix())
-	w.wg.Go(func() {
-		for resp := range wch {
-			at := time.Now()
-			for range resp.Events {
-				select {
-				case w.events <- at:
-				case <-wctx.Done():
-					return
-				}
-			}
-		}
-	})
-	return w, nil
-}
-
-func (w *rawWatch) close() {
-	w.cancel()
-	w.wg.Wait()
-	w.cli.Close()
-}
-
-// sample times one put → event.
-func (w *rawWatch) sample(ctx context.Context, put *clientv3.Client, value []byte) (time.Duration, error) {
-	t0 := time.Now()
-	if _, err := put.Put(ctx, "/raw/k", string(value)); err != nil {
-		return 0, err
-	}
-	select {
-	case at := <-w.events:
-		return at.Sub(t0), nil
-	case <-time.After(10 * time.Second):
-		return 0, errors.New("raw watch: no event after 10s")
-	}
-}
-
 // inProcess runs a Watcher and a Runner in this process and times changes.
-func (c *cluster) inProcess(ctx context.Context, o options, raw *rawWatch, dir string) (rawS, prop []time.Duration, err error) {
+func (c *cluster) inProcess(ctx context.Context, o options, raw *propagation.Floor, dir string) (rawS, prop []time.Duration, err error) {
 	cli, err := newClient(c.srv)
 	if err != nil {
 		return nil, nil, err
@@ -398,7 +346,7 @@ func (c *cluster) inProcess(ctx context.Context, o options, raw *rawWatch, dir s
 	}
 	w := registry.NewWatcher(registry.WatcherOptions{Client: cli, Keys: keys})
 	runner := render.NewRunner(render.RunnerOptions{Source: w, Targets: []*render.Target{t}})
-	ev, stopEv, err := watchDir(dir)
+	ev, stopEv, err := propagation.WatchDir(dir)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -417,21 +365,21 @@ func (c *cluster) inProcess(ctx context.Context, o options, raw *rawWatch, dir s
 }
 
 // sequential times changes, one outstanding, each after one raw sample.
-func (c *cluster) sequential(ctx context.Context, m int, raw *rawWatch, dest string, ev <-chan fsnotify.Event) (rawS, prop []time.Duration, err error) {
+func (c *cluster) sequential(ctx context.Context, m int, raw *propagation.Floor, dest string, ev <-chan fsnotify.Event) (rawS, prop []time.Duration, err error) {
 	const warmup = 5
 	for k := range warmup + m {
-		d, err := raw.sample(ctx, c.cli, c.rec)
+		d, err := raw.Sample(ctx, c.cli, c.rec)
 		if err != nil {
 			return nil, nil, err
 		}
 		i := (k*7919 + 13) % c.n // spread over services and positions
-		drain(ev)
+		propagation.Drain(ev)
 		t0 := time.Now()
 		if err := c.flip(ctx, i); err != nil {
 			return nil, nil, err
 		}
 		want := c.line(i)
-		if err := waitFile(ev, dest, 10*time.Second, func(b []byte) bool { return bytes.Contains(b, want) }); err != nil {
+		if err := propagation.WaitFile(ev, dest, 10*time.Second, func(b []byte) bool { return bytes.Contains(b, want) }); err != nil {
 			return nil, nil, fmt.Errorf("change %d (%s): %w", k, want, err)
 		}
 		p := time.Since(t0)
@@ -466,53 +414,7 @@ func (c *cluster) waitAll(ev <-chan fsnotify.Event, dest string, timeout time.Du
 	if b, err := os.ReadFile(dest); err == nil && c.matches(b) {
 		return nil
 	}
-	return waitFile(ev, dest, timeout, c.matches)
-}
-
-// watchDir reports the events of dir.
-func watchDir(dir string) (<-chan fsnotify.Event, func(), error) {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := w.Add(dir); err != nil {
-		w.Close()
-		return nil, nil, err
-	}
-	return w.Events, func() { w.Close() }, nil
-}
-
-func drain(ev <-chan fsnotify.Event) {
-	for {
-		select {
-		case <-ev:
-		default:
-			return
-		}
-	}
-}
-
-// waitFile waits for an event on dest (the rename of a staged file onto
-// it) after which its content satisfies ok.
-func waitFile(ev <-chan fsnotify.Event, dest string, timeout time.Duration, ok func([]byte) bool) error {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		select {
-		case e, open := <-ev:
-			if !open {
-				return errors.New("fsnotify watcher closed")
-			}
-			if e.Name != dest || !e.Has(fsnotify.Create|fsnotify.Write) {
-				continue
-			}
-			if b, err := os.ReadFile(dest); err == nil && ok(b) {
-				return nil
-			}
-		case <-deadline.C:
-			return fmt.Errorf("%s not updated after %s", dest, timeout)
-		}
-	}
+	return propagation.WaitFile(ev, dest, timeout, c.matches)
 }
 
 // process is a running templater binary.
@@ -540,7 +442,7 @@ func (c *cluster) startProcess(o options, dir string) (*process, error) {
 		c.srv.Endpoints()[0], prefix, listen, o.tmpl, p.dest), 0o644); err != nil {
 		return nil, err
 	}
-	if p.events, p.stopEv, err = watchDir(dir); err != nil {
+	if p.events, p.stopEv, err = propagation.WatchDir(dir); err != nil {
 		return nil, err
 	}
 	p.cmd = exec.Command(o.bin, "run", "-c", cfg, "--log-level", "warn")
@@ -623,8 +525,8 @@ func (c *cluster) burst(ctx context.Context, m int, p *process) error {
 	if err != nil {
 		return err
 	}
-	drain(p.events)
-	cpu0, t0 := cpuSeconds(pid), time.Now()
+	propagation.Drain(p.events)
+	cpu0, t0 := propagation.CPUSeconds(pid), time.Now()
 	var wg sync.WaitGroup
 	errs := make([]error, writers)
 	for w := range writers {
@@ -642,10 +544,10 @@ func (c *cluster) burst(ctx context.Context, m int, p *process) error {
 		return err
 	}
 	puts := time.Since(t0)
-	if err := waitFile(p.events, p.dest, time.Minute, c.matches); err != nil {
+	if err := propagation.WaitFile(p.events, p.dest, time.Minute, c.matches); err != nil {
 		return err
 	}
-	wall, cpu := time.Since(t0), cpuSeconds(pid)-cpu0
+	wall, cpu := time.Since(t0), propagation.CPUSeconds(pid)-cpu0
 	after, err := scrape(p.listen)
 	if err != nil {
 		return err
@@ -664,18 +566,6 @@ func (c *cluster) burst(ctx context.Context, m int, p *process) error {
 func scrape(listen string) (map[string]float64, error) { return promtext.Scrape(listen, "") }
 
 func freePort() (string, error) { return freeport.Addr() }
-
-// cpuSeconds reads utime+stime of pid from /proc (clock ticks of 1/100 s).
-func cpuSeconds(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100
-}
 
 // procMem is a process's memory from /proc/PID/status, in KiB.
 type procMem struct {
@@ -701,17 +591,9 @@ func memKB(pid int) procMem {
 	return m
 }
 
-func pct(s []time.Duration, p int) time.Duration {
-	if len(s) == 0 {
-		return 0
-	}
-	s = slices.Sorted(slices.Values(s))
-	i := (len(s)*p + 99) / 100
-	return s[max(i-1, 0)]
-}
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
-
 func summary(s []time.Duration) string {
 	return fmt.Sprintf("p50 %s, p90 %s, p99 %s, max %s (n=%d)", ms(pct(s, 50)), ms(pct(s, 90)), ms(pct(s, 99)), ms(pct(s, 100)), len(s))
 }
+
+// pct and ms are shared with bench/traffic, so both report alike.
+var pct, ms = propagation.Pct, propagation.MS

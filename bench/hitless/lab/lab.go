@@ -37,7 +37,8 @@ const Prefix = "/rewire"
 // keep-alive connection; zero: forever (Go's default).
 var BackendIdleTimeout = time.Duration(0)
 
-// Service is the one service the scenario changes.
+// Service is the service of a one-service lab (Options.Services 0 or 1),
+// the one the hitless scenario changes.
 const Service = "web"
 
 var keys = schema.Keys{Prefix: Prefix}
@@ -61,6 +62,17 @@ type Options struct {
 	CheckFirst bool
 	// Instances registered before haproxy starts (web-1...).
 	Instances int
+	// Services spreads the instances over that many services, web00,
+	// web01, ... (instance web-N in service N-1 modulo Services); 0 or 1:
+	// all in one service, Service.
+	Services int
+	// NoCheck leaves the template without a check command (by default
+	// every render is checked with `haproxy -c`); CheckFirst then does
+	// not apply.
+	NoCheck bool
+	// Keys are free-form keys (relative to the registry prefix, e.g.
+	// haproxy/cache_servers) put before the templater starts.
+	Keys map[string]string
 	// Backends starts a real HTTP server for every instance; without,
 	// instances point at unused ports (no traffic may be sent then).
 	Backends bool
@@ -69,6 +81,7 @@ type Options struct {
 // Instance is the lab's model of one registry record.
 type Instance struct {
 	ID       string
+	Service  string
 	Port     int
 	Weight   int
 	Critical bool
@@ -138,17 +151,22 @@ func Start(ctx context.Context, o Options) (l *Lab, err error) {
 	if err := l.PutKey(ctx, "haproxy/state_file", filepath.Join(o.Dir, "server-state")); err != nil {
 		return l, err
 	}
-	for range o.Instances {
-		if _, err := l.Add(ctx); err != nil {
+	for k, v := range o.Keys {
+		if err := l.PutKey(ctx, k, v); err != nil {
 			return l, err
 		}
+	}
+	if err := l.load(ctx, o.Instances); err != nil {
+		return l, err
 	}
 	pid := filepath.Join(o.Dir, "haproxy.pid")
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "etcd: {endpoints: [%q], prefix: %s}\n", strings.Join(o.Endpoints, `", "`), Prefix)
 	fmt.Fprintf(&cfg, "listen: %s\ntemplates:\n  - name: haproxy\n", l.Metrics)
 	fmt.Fprintf(&cfg, "    source: %s\n    destination: %s\n", o.Template, l.Dest)
-	fmt.Fprintf(&cfg, "    check: %q\n", o.HAProxy+" -c -q -f {{ .Staged }}")
+	if !o.NoCheck {
+		fmt.Fprintf(&cfg, "    check: %q\n", o.HAProxy+" -c -q -f {{ .Staged }}")
+	}
 	// The lab removes instances on purpose, many within a minute: the
 	// self-preservation guards would hold those removals, by design.
 	cfg.WriteString("    guards: {max_removed_fraction: 0, mass_expiry_fraction: 0}\n")
@@ -175,7 +193,13 @@ func Start(ctx context.Context, o Options) (l *Lab, err error) {
 		if err != nil {
 			return err
 		}
-		if n := len(cfg.Section("backend", Service).Servers); n != len(l.Model) {
+		n := 0
+		for _, svc := range l.Services() {
+			if s := cfg.Section("backend", svc); s != nil {
+				n += len(s.Servers)
+			}
+		}
+		if n != len(l.Model) {
 			return fmt.Errorf("%d servers rendered, want %d", n, len(l.Model))
 		}
 		return nil
@@ -288,28 +312,45 @@ func (l *Lab) PutKey(ctx context.Context, rel, val string) error {
 	return err
 }
 
-// put writes in's record.
-func (l *Lab) put(ctx context.Context, in *Instance) error {
+// record is in's registry record.
+func (in *Instance) record() ([]byte, error) {
 	st := "passing"
 	if in.Critical {
 		st = "critical"
 	}
-	b, err := json.Marshal(record{V: 1, Service: Service, ID: in.ID, Address: "127.0.0.1", Port: in.Port,
+	return json.Marshal(record{V: 1, Service: in.Service, ID: in.ID, Address: "127.0.0.1", Port: in.Port,
 		Weight: in.Weight, Health: health{Shallow: st}, Draining: in.Draining})
+}
+
+// put writes in's record.
+func (l *Lab) put(ctx context.Context, in *Instance) error {
+	b, err := in.record()
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, err = l.Etcd.Put(ctx, keys.Instance(Service, in.ID), string(b))
+	_, err = l.Etcd.Put(ctx, keys.Instance(in.Service, in.ID), string(b))
 	return err
 }
 
 // Add registers a new passing instance (with its own backend when
 // Options.Backends) and returns it.
 func (l *Lab) Add(ctx context.Context) (*Instance, error) {
+	in := l.newInstance()
+	if err := l.put(ctx, in); err != nil {
+		return nil, err
+	}
+	l.Model[in.ID] = in
+	return in, nil
+}
+
+// newInstance makes the next instance (and its backend when
+// Options.Backends), without registering it.
+func (l *Lab) newInstance() *Instance {
 	l.next++
-	in := &Instance{ID: "web-" + strconv.Itoa(l.next), Weight: schema.DefaultWeight, Port: 20000 + l.next}
+	in := &Instance{ID: "web-" + strconv.Itoa(l.next), Service: l.serviceOf(l.next),
+		Weight: schema.DefaultWeight, Port: 20000 + l.next}
 	if l.opts.Backends {
 		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain")
@@ -325,19 +366,19 @@ func (l *Lab) Add(ctx context.Context) (*Instance, error) {
 		_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 		in.Port, _ = strconv.Atoi(port)
 	}
-	if err := l.put(ctx, in); err != nil {
-		return nil, err
-	}
-	l.Model[in.ID] = in
-	return in, nil
+	return in
 }
 
 // Remove deletes an instance's record. Its backend keeps running: an old
 // haproxy worker may still finish requests on it.
 func (l *Lab) Remove(ctx context.Context, id string) error {
+	in := l.Model[id]
+	if in == nil {
+		return fmt.Errorf("no instance %s", id)
+	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := l.Etcd.Delete(ctx, keys.Instance(Service, id)); err != nil {
+	if _, err := l.Etcd.Delete(ctx, keys.Instance(in.Service, id)); err != nil {
 		return err
 	}
 	delete(l.Model, id)
@@ -374,15 +415,26 @@ func (l *Lab) VerifyFile() error {
 	return haproxy.Verify(ctx, l.Client, cfg)
 }
 
-// Reflected reports nil when haproxy's live servers of the service are
-// exactly the model: same names, ports, weights (0 while draining) and
-// maintenance (critical).
+// Reflected reports nil when haproxy's live servers of the services are
+// exactly the model: same names, services, ports, weights (0 while
+// draining) and maintenance (critical).
 func (l *Lab) Reflected() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	states, err := l.Client.ShowServersState(ctx, Service)
+	backend := ""
+	if len(l.Services()) == 1 {
+		backend = Service
+	}
+	all, err := l.Client.ShowServersState(ctx, backend)
 	if err != nil {
 		return err
+	}
+	services := l.Services()
+	var states []haproxy.ServerState
+	for _, st := range all {
+		if slices.Contains(services, st.Backend) {
+			states = append(states, st)
+		}
 	}
 	if len(states) != len(l.Model) {
 		return fmt.Errorf("%d servers live, want %d", len(states), len(l.Model))
@@ -396,9 +448,9 @@ func (l *Lab) Reflected() error {
 		if in.Draining {
 			w = 0
 		}
-		if st.Port != in.Port || st.Weight != w || st.AdminMaint() != in.Critical {
-			return fmt.Errorf("%s live port %d weight %d maint %t, want %d %d %t",
-				st.Name, st.Port, st.Weight, st.AdminMaint(), in.Port, w, in.Critical)
+		if st.Backend != in.Service || st.Port != in.Port || st.Weight != w || st.AdminMaint() != in.Critical {
+			return fmt.Errorf("%s live in %s port %d weight %d maint %t, want %s %d %d %t",
+				st.Name, st.Backend, st.Port, st.Weight, st.AdminMaint(), in.Service, in.Port, w, in.Critical)
 		}
 	}
 	return nil
