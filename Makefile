@@ -3,7 +3,7 @@ GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BINS        := ./cmd/registrar ./cmd/templater ./internal/demo ./internal/sampleservice
 
-.PHONY: all build dist demo test test-short lint bench bench-registrar bench-templater vendor-viz clean lab
+.PHONY: all build dist demo test test-short lint bench bench-registrar bench-templater bench-traffic vendor-viz clean lab
 
 all: build
 
@@ -50,6 +50,11 @@ bench-registrar: build
 
 bench-templater: build
 	$(GO) run ./bench/templater
+
+## bench-traffic: put → haproxy's live state at 10-10,000 instances, 50 services or 1,
+## with and without a check, beside the etcd watch floor (~10 min; flags: -changes -instances).
+bench-traffic: build
+	$(GO) run ./bench/traffic $(TRAFFIC_FLAGS)
 
 ## vendor-viz: re-vendor Graphviz for the registry map page (npm @viz-js/viz) into graph/ui/assets.
 vendor-viz:

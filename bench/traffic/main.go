@@ -158,5 +158,8 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Printf("%d rounds of %d changes in %s; load average (/proc/loadavg 1, 5, 15 min) before %s, after %s\n\n",
 		rounds, len(cells), time.Since(t0).Round(time.Second), load0, loadAvg())
-	return report(o, cells)
+	if err := report(o, cells); err != nil {
+		return err
+	}
+	return breakdown(ctx, o, cells)
 }

@@ -105,7 +105,7 @@ func report(o options, cells []*cell) error {
 		if rounds > 0 {
 			mean = sum("templater_render_duration_seconds_sum") / rounds * 1000
 		}
-		fmt.Printf("- %s: %g server changes live, %g reloads, %g apply rounds of %.1f ms on average (render → check → swap → live → verify)\n",
+		fmt.Printf("- %s: %g server changes live, %g reloads, %g apply rounds of %.1f ms on average (a round: render, check if any, swap, runtime API, verify, state save)\n",
 			c.cellConfig, sum("templater_haproxy_live_changes_total"), sum("templater_reloads_total"),
 			rounds, mean)
 	}
