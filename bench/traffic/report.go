@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
-	"os"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -27,7 +27,9 @@ func printHeader(o options) {
 	fmt.Printf("# put → traffic: %d timed health flips per configuration (after %d untimed), polled every %s; %s; haproxy/cache_servers %t\n\n",
 		o.changes, o.warmup, o.poll, check, o.cacheServers)
 	fmt.Printf("- %s; %d CPUs; load average %s; %s\n", time.Now().UTC().Format(time.RFC3339), runtime.NumCPU(), loadAvg(), first)
-	fmt.Printf("- command: %s\n\n", strings.Join(os.Args, " "))
+	cmd := []string{"go run ./bench/traffic"}
+	flag.VisitAll(func(f *flag.Flag) { cmd = append(cmd, fmt.Sprintf("-%s=%s", f.Name, f.Value)) })
+	fmt.Printf("- command (every flag, as set): `%s`\n\n", strings.Join(cmd, " "))
 }
 
 // pollCosts times, on the haproxy of each single-service configuration and
@@ -82,7 +84,10 @@ func report(o options, cells []*cell) error {
 			ratio(pct(c.live, 50), fl), ratio(pct(c.file, 50), fl), ms(pct(c.settled, 50)),
 			float64(c.polls)/float64(len(c.live)))
 	}
-	fmt.Println("\nput→done: until the templater saved haproxy's server state, the last step of a live change.")
+	fmt.Println("\nfloor: put → its watch event on the same etcd (one sample before each change); put→file: until the rendered" +
+		" file shows the change (fsnotify on the rename, then a read, as bench/templater); put→live: until haproxy's" +
+		" `show stat` of the changed server shows it in (or out of) maintenance; put→done: until the templater saved" +
+		" haproxy's server state, the last step of a live change, after which the next change starts.")
 	fmt.Println("\nWhat each templater did over the timed and untimed changes (from its /metrics):")
 	fmt.Println()
 	for _, c := range cells {
