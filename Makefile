@@ -52,7 +52,7 @@ bench-templater: build
 	$(GO) run ./bench/templater
 
 ## bench-traffic: put → haproxy's live state at 10-10,000 instances, 50 services or 1,
-## with and without a check, beside the etcd watch floor (~10 min; flags: -changes -instances).
+## with and without a check, beside the etcd watch floor (~5 min; TRAFFIC_FLAGS="-changes 100").
 bench-traffic: build
 	$(GO) run ./bench/traffic $(TRAFFIC_FLAGS)
 
