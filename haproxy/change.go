@@ -52,7 +52,7 @@ func (c *FileChange) parse() {
 // Early applies a server-only change through the runtime API before the
 // new file is checked (live-first), and reports whether it went to the
 // runtime API (a refusal after some commands went through counts: Apply
-// then asks for a reload). The caller calls it only when a check follows.
+// then asks for a reload).
 func (c *FileChange) Early(ctx context.Context) bool {
 	if !c.r.cfg.liveFirst() || c.prev == nil {
 		return false

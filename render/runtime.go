@@ -40,10 +40,9 @@ type Runtime interface {
 // A RuntimeChange is one change of a destination file, as its Runtime
 // applies it.
 type RuntimeChange interface {
-	// Early applies the change before the new file is checked
-	// (live-first) when the runtime validates it as well as the check
-	// would, and reports whether it did. It is called only when a check
-	// follows.
+	// Early applies the change before the new file is checked and
+	// written (live-first) when the runtime validates it as well as the
+	// check would, and reports whether it did.
 	Early(ctx context.Context) bool
 	// Undo takes back what Early applied: the new file failed its check
 	// or could not be written (cause).
@@ -59,9 +58,10 @@ type RuntimeChange interface {
 	BeforeReload(ctx context.Context, rollback, confirm bool) (wait func(context.Context, time.Duration) error)
 }
 
-// applyEarly sends p's change to the runtime before the check, when the
-// target has a runtime and a check; the change is returned with whether
-// it went early.
+// applyEarly sends p's change to the runtime before the check and the
+// write, when the target has a runtime; the change is returned with
+// whether it went early. Without a check it still goes first: the write
+// and fsync of a large file take longer than the runtime API.
 func (t *Target) applyEarly(ctx context.Context, p *planned) (RuntimeChange, bool) {
 	if t.cfg.Runtime == nil {
 		return nil, false
@@ -71,19 +71,19 @@ func (t *Target) applyEarly(ctx context.Context, p *planned) (RuntimeChange, boo
 		prev = nil
 	}
 	ch := t.cfg.Runtime.Change(prev, p.out)
-	return ch, !t.cfg.Check.IsZero() && ch.Early(ctx)
+	return ch, ch.Early(ctx)
 }
 
-// undoEarly takes back a change applied before a check that then failed
-// (cause), and records a failure to do so as drift.
+// undoEarly takes back a change applied before its file's check or write,
+// which then failed (cause), and records a failure to do so as drift.
 func (t *Target) undoEarly(ctx context.Context, ch RuntimeChange, cause error) {
 	if err := ch.Undo(ctx, cause); err != nil {
-		t.setDrift("a change applied live before its check failed, and undoing it failed too: " + err.Error())
-		t.log.Error("the change was applied live but failed its check; undoing it failed too",
+		t.setDrift("a change applied live before its file was checked and written failed, and undoing it failed too: " + err.Error())
+		t.log.Error("the change was applied live but its file failed the check or the write; undoing it failed too",
 			"path", t.cfg.Destination, "err", cause, "undo_err", err)
 		return
 	}
-	t.log.Error("the change was applied live but failed its check; the running process is back to the file in place",
+	t.log.Error("the change was applied live but its file failed the check or the write; the running process is back to the file in place",
 		"path", t.cfg.Destination, "err", cause)
 }
 
