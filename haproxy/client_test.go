@@ -221,8 +221,8 @@ func TestServersState(t *testing.T) {
 			t.Errorf("ShowServersState %s/%s = %+v (maint %t, admin maint %t, drain %t), want addr %s port %d weight %d admin %#x (%t %t %t)",
 				tc.be, tc.srv, s, s.Maint(), s.AdminMaint(), s.Drain(), tc.addr, tc.port, tc.weight, tc.admin, tc.maint, tc.adm, tc.drain)
 		}
-		if s.Fields["srv_name"] != tc.srv || s.BackendID == 0 || s.ID == 0 {
-			t.Errorf("ShowServersState %s/%s: Fields %v, ids %d/%d", tc.be, tc.srv, s.Fields, s.BackendID, s.ID)
+		if s.Field("srv_name") != tc.srv || s.BackendID == 0 || s.ID == 0 {
+			t.Errorf("ShowServersState %s/%s: row %+v, ids %d/%d", tc.be, tc.srv, s, s.BackendID, s.ID)
 		}
 	}
 	// A server disabled in the config, set ready: CMaint stays, and it
@@ -277,8 +277,8 @@ func TestHighLevelOps(t *testing.T) {
 	if s := state("n1"); s.Addr != "::1" || s.Port != 9100 || s.Weight != 7 || s.Maint() {
 		t.Errorf("after AddServer: %+v, want [::1]:9100 weight 7 ready", s)
 	}
-	if s := state("n1"); s.Fields["srv_check_state"] == "0" {
-		t.Errorf("after AddServer with check: check state %s, want it configured and enabled", s.Fields["srv_check_state"])
+	if s := state("n1"); s.Field("srv_check_state") == "0" {
+		t.Errorf("after AddServer with check: check state %s, want it configured and enabled", s.Field("srv_check_state"))
 	}
 	if err := c.SetAddr(ctx(t), "be", "n1", netip.MustParseAddrPort("127.0.0.5:9200")); err != nil {
 		t.Fatal(err)

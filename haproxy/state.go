@@ -44,9 +44,17 @@ type ServerState struct {
 	AdminState    int    // Admin* bits
 	Weight        int    // srv_uweight: current weight, as set by the config or the runtime API
 	InitialWeight int    // srv_iweight: weight from the config
-	// Fields holds every column by its header name, for the ones above
-	// and the others (srv_check_status, srv_use_ssl, ...).
-	Fields map[string]string
+	row  []string       // every column of the line
+	cols map[string]int // column index by header name, shared by a table's rows
+}
+
+// Field returns the column named col (srv_check_status, srv_use_ssl, ...),
+// and "" when the answer has no such column.
+func (s ServerState) Field(col string) string {
+	if i, ok := s.cols[col]; ok {
+		return s.row[i]
+	}
+	return ""
 }
 
 // Maint reports whether the server is in maintenance, for any reason:
@@ -112,15 +120,29 @@ func parseStateTable(out string) (stateTable, error) {
 	return tab, nil
 }
 
-// newServerState makes a ServerState of one row of a stateTable.
-func newServerState(header, f []string) (ServerState, error) {
-	st := ServerState{Fields: make(map[string]string, len(header))}
+// columns indexes a stateTable's header by name.
+func columns(header []string) map[string]int {
+	cols := make(map[string]int, len(header))
 	for i, h := range header {
-		st.Fields[h] = f[i]
+		cols[h] = i
 	}
+	return cols
+}
+
+// newServerState makes a ServerState of one row of a stateTable, whose
+// header cols indexes.
+func newServerState(cols map[string]int, f []string) (ServerState, error) {
+	st := ServerState{row: f, cols: cols}
 	var err error
+	field := func(col string) (string, bool) {
+		i, ok := cols[col]
+		if !ok {
+			return "", false
+		}
+		return f[i], true
+	}
 	num := func(col string) int {
-		v, ok := st.Fields[col]
+		v, ok := field(col)
 		if !ok {
 			if err == nil {
 				err = fmt.Errorf("%w: show servers state: no column %s", ErrProtocol, col)
@@ -134,7 +156,7 @@ func newServerState(header, f []string) (ServerState, error) {
 		return n
 	}
 	text := func(col string) string {
-		v, ok := st.Fields[col]
+		v, ok := field(col)
 		if !ok && err == nil {
 			err = fmt.Errorf("%w: show servers state: no column %s", ErrProtocol, col)
 		}
@@ -200,8 +222,9 @@ func parseLiveState(out string) (*LiveState, error) {
 		return nil, err
 	}
 	ls := &LiveState{tab: tab, States: make([]ServerState, 0, len(tab.rows))}
+	cols := columns(tab.header)
 	for _, f := range tab.rows {
-		st, err := newServerState(tab.header, f)
+		st, err := newServerState(cols, f)
 		if err != nil {
 			return nil, err
 		}

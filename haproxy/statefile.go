@@ -159,10 +159,7 @@ func (ls *LiveState) SaveState(cfg *Config) ([]string, error) {
 		return nil, err
 	}
 	tab := ls.tab
-	col := map[string]int{}
-	for i, h := range tab.header {
-		col[h] = i
-	}
+	col := columns(tab.header)
 	for _, h := range []string{"be_name", "srv_name", "srv_addr", "srv_port", "srv_uweight", "srv_iweight", "srv_admin_state"} {
 		if _, ok := col[h]; !ok {
 			return nil, fmt.Errorf("%w: show servers state: no column %s", ErrProtocol, h)
