@@ -37,15 +37,15 @@ type ServerState struct {
 	Backend       string
 	ID            int
 	Name          string
-	Addr          string // IP address; IPv6 without brackets
-	Port          int    // 0 when the server has none
-	FQDN          string // "" when the server has none
-	OpState       int    // OpStopped...OpStopping
-	AdminState    int    // Admin* bits
-	Weight        int    // srv_uweight: current weight, as set by the config or the runtime API
-	InitialWeight int    // srv_iweight: weight from the config
-	row  []string       // every column of the line
-	cols map[string]int // column index by header name, shared by a table's rows
+	Addr          string         // IP address; IPv6 without brackets
+	Port          int            // 0 when the server has none
+	FQDN          string         // "" when the server has none
+	OpState       int            // OpStopped...OpStopping
+	AdminState    int            // Admin* bits
+	Weight        int            // srv_uweight: current weight, as set by the config or the runtime API
+	InitialWeight int            // srv_iweight: weight from the config
+	row           []string       // every column of the line
+	cols          map[string]int // column index by header name, shared by a table's rows
 }
 
 // Field returns the column named col (srv_check_status, srv_use_ssl, ...),
