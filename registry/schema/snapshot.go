@@ -27,6 +27,12 @@ type Service struct {
 	// templates ask for every service's tags on every render.
 	tags    []string
 	tagsSet bool
+	// versions numbers each of Instances in its current state, for a
+	// Service built by an Index (see Snapshot.Versions). They belong to
+	// the array at vbase: a copy of the Service given other Instances
+	// has none.
+	versions []uint64
+	vbase    *Instance
 }
 
 // Routable returns the instances that may receive traffic.
@@ -274,13 +280,13 @@ func (x *Index) Snapshot(rev int64) *Snapshot {
 }
 
 func (x *Index) buildService(name string) *Service {
-	var old []Instance
+	var prev *Service
 	// name is a piece of the etcd key that changed: keep the previous
 	// Service's name, or a copy, not the whole key.
 	svName := ""
 	if x.last != nil {
-		if sv := x.last.services[name]; sv != nil {
-			old, svName = sv.Instances, sv.Name
+		if prev = x.last.services[name]; prev != nil {
+			svName = prev.Name
 		}
 	}
 	if svName == "" {
@@ -292,39 +298,26 @@ func (x *Index) buildService(name string) *Service {
 	if m, ok := maint[""]; ok {
 		sv.Maintenance = &m
 	}
-	// Merge the previous instances with the changes, both in ID order.
-	ids := slices.Sorted(maps.Keys(pend))
-	out := make([]Instance, 0, len(old)+len(pend))
-	add := func(in Instance) {
-		_, instMaint := maint[in.ID]
-		in.Maintenance = sv.Maintenance != nil || instMaint
-		out = append(out, in)
+	var prevVers []uint64
+	if prev != nil {
+		prevVers = x.last.Versions(prev.Instances)
 	}
-	i := 0
-	for _, id := range ids {
-		for ; i < len(old) && old[i].ID < id; i++ {
-			add(old[i])
-		}
-		if i < len(old) && old[i].ID == id {
-			i++ // replaced or deleted
-		}
-		p := pend[id]
-		if p.deleted {
-			continue
-		}
-		add(p.in)
-	}
-	for ; i < len(old); i++ {
-		add(old[i])
-	}
-	if len(out) == 0 {
+	m := merge{sv: sv, maint: maint}
+	m.run(prev, prevVers, pend)
+	if len(m.out) == 0 {
 		if sv.Maintenance == nil && len(maint) == 0 && expect == 0 {
 			return nil
 		}
 		return sv
 	}
-	sv.Instances = slices.Clip(out) // an append by a reader must not write into a shared array
-	sv.tags, sv.tagsSet = slices.Clip(sv.unionTags()), true
+	sv.Instances = slices.Clip(m.out) // an append by a reader must not write into a shared array
+	sv.versions, sv.vbase = slices.Clip(m.vers), &sv.Instances[0]
+	if m.tagsKept {
+		sv.tags = prev.tags
+	} else {
+		sv.tags = slices.Clip(sv.unionTags())
+	}
+	sv.tagsSet = true
 	return sv
 }
 

@@ -1,0 +1,124 @@
+package schema
+
+import (
+	"maps"
+	"slices"
+	"sync/atomic"
+)
+
+// lastVersion is the last number given to a record's state by any Index
+// of the process: numbers stay unique when a reader replaces its Index
+// (after a resync), so that a renderer's cache never mistakes a record
+// of the new Index for one of the old.
+var lastVersion atomic.Uint64
+
+// Versions returns, when list is the Instances of one of s's services
+// (the same array, whole), a number for each of its records: two records
+// with the same number, from any Snapshots of the process, hold the same
+// values, Maintenance included. A record gets a new number when it is put
+// again or its Maintenance changes, so a renderer can tell what changed
+// with one integer compare per record instead of Instance.Same. It
+// returns nil for any other list (a filtered copy, a part, a Service that
+// no Index built). The slice is shared: do not modify it.
+func (s *Snapshot) Versions(list []Instance) []uint64 {
+	if len(list) == 0 {
+		return nil
+	}
+	sv := s.services[list[0].Service]
+	if sv == nil || len(sv.versions) != len(list) || len(sv.Instances) != len(list) ||
+		&sv.Instances[0] != &list[0] || sv.vbase != &list[0] {
+		return nil
+	}
+	return sv.versions
+}
+
+// samePut reports whether a record just put holds the same values as the
+// published one it replaces; Maintenance, which a put does not carry, is
+// not compared.
+func samePut(put, published *Instance) bool {
+	in := *put
+	in.Maintenance = published.Maintenance
+	return in.Same(published)
+}
+
+// merge builds a service's instances from its previous ones and the
+// records put or deleted since, both in ID order, with Maintenance set
+// and each record's number (see Snapshot.Versions).
+type merge struct {
+	sv    *Service // the new service; its Maintenance is set
+	maint map[string]Maintenance
+	out   []Instance
+	vers  []uint64
+	// tagsKept: the union of the tags is the previous service's. It is
+	// while no record was deleted or changed its tags, and new records
+	// brought no new tag: on a health change, a service of 10,000
+	// instances then needs no walk over every instance's tags.
+	tagsKept bool
+}
+
+// run merges prev (may be nil; prevVers its numbers, may be nil) with pend.
+func (m *merge) run(prev *Service, prevVers []uint64, pend map[string]pendingInstance) {
+	var old []Instance
+	if prev != nil {
+		old = prev.Instances
+		m.tagsKept = prev.tagsSet
+	}
+	m.out = make([]Instance, 0, len(old)+len(pend))
+	m.vers = make([]uint64, 0, cap(m.out))
+	ver := func(i int) uint64 {
+		if prevVers == nil {
+			return 0
+		}
+		return prevVers[i]
+	}
+	i := 0
+	for _, id := range slices.Sorted(maps.Keys(pend)) {
+		for ; i < len(old) && old[i].ID < id; i++ {
+			m.add(old[i], ver(i))
+		}
+		p := pend[id]
+		switch {
+		case i < len(old) && old[i].ID == id && p.deleted:
+			m.tagsKept = false
+			i++
+		case i < len(old) && old[i].ID == id && samePut(&p.in, &old[i]):
+			// Put again as it was (a registrar that registers again):
+			// keep the published record and its number.
+			m.add(old[i], ver(i))
+			i++
+		case i < len(old) && old[i].ID == id:
+			m.tagsKept = m.tagsKept && slices.Equal(p.in.Tags, old[i].Tags)
+			m.add(p.in, 0)
+			i++
+		case !p.deleted:
+			m.tagsKept = m.tagsKept && knownTags(p.in.Tags, prev.tags)
+			m.add(p.in, 0)
+		}
+	}
+	for ; i < len(old); i++ {
+		m.add(old[i], ver(i))
+	}
+}
+
+// add appends in; ver is its number in the previous snapshot (0: none),
+// kept unless its Maintenance changes.
+func (m *merge) add(in Instance, ver uint64) {
+	_, instMaint := m.maint[in.ID]
+	maint := m.sv.Maintenance != nil || instMaint
+	if ver == 0 || maint != in.Maintenance {
+		ver = lastVersion.Add(1)
+	}
+	in.Maintenance = maint
+	m.out = append(m.out, in)
+	m.vers = append(m.vers, ver)
+}
+
+// knownTags reports whether every tag is in union (sorted).
+func knownTags(tags, union []string) bool {
+	for _, t := range tags {
+		if _, ok := slices.BinarySearch(union, t); !ok {
+			return false
+		}
+	}
+	return true
+}
