@@ -483,3 +483,30 @@ func printDirectList(l *parse.ListNode) {
 		}
 	}
 }
+
+// printedNames undoes printDirect in an error's text: the template was
+// written with cachedTemplate and cachedRange, and its errors say so.
+var printedNames = strings.NewReplacer(cachedTemplatePrint, "cachedTemplate", cachedRangePrint, "cachedRange")
+
+// renamedError is an error whose text names the functions as the template
+// does (see printedNames); errors.Is and errors.As see the original.
+type renamedError struct {
+	err error
+	msg string
+}
+
+func (e *renamedError) Error() string { return e.msg }
+func (e *renamedError) Unwrap() error { return e.err }
+
+// unrenamed returns err with its text as the template author wrote the
+// calls it names.
+func unrenamed(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "_rewireCached") {
+		return err
+	}
+	return &renamedError{err: err, msg: printedNames.Replace(msg)}
+}

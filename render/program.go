@@ -113,7 +113,7 @@ func (p *program) execute(ctx context.Context, snap *schema.Snapshot, keys schem
 		cache.end(err == nil, st.top)
 	}
 	if err != nil {
-		return nil, deps, limitError(err, st.budget)
+		return nil, deps, unrenamed(limitError(err, st.budget))
 	}
 	p.size.Store(int64(len(w.buf)))
 	return w.buf, deps, nil
