@@ -16,20 +16,21 @@ var lastVersion atomic.Uint64
 // (the same array, whole), a number for each of its records: two records
 // with the same number, from any Snapshots of the process, hold the same
 // values, Maintenance included. A record gets a new number when it is put
-// again or its Maintenance changes, so a renderer can tell what changed
-// with one integer compare per record instead of Instance.Same. It
-// returns nil for any other list (a filtered copy, a part, a Service that
-// no Index built). The slice is shared: do not modify it.
+// with other values or its Maintenance changes, so a renderer can tell
+// what changed with one integer compare per record instead of
+// Instance.Same. It returns nil for any other list (a filtered copy, a
+// part, the Instances of a Service that no Index built). The slice is
+// shared: do not modify it.
 func (s *Snapshot) Versions(list []Instance) []uint64 {
 	if len(list) == 0 {
 		return nil
 	}
-	sv := s.services[list[0].Service]
-	if sv == nil || len(sv.versions) != len(list) || len(sv.Instances) != len(list) ||
-		&sv.Instances[0] != &list[0] || sv.vbase != &list[0] {
-		return nil
+	// The key keeps the array alive: no other array can take its address
+	// while the entry exists.
+	if v := s.vers[&list[0]]; len(v) == len(list) {
+		return v
 	}
-	return sv.versions
+	return nil
 }
 
 // samePut reports whether a record just put holds the same values as the
