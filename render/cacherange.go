@@ -277,14 +277,23 @@ func (st *execState) cachedRange(name string, list reflect.Value, print bool) (s
 		}
 		r.a = aligner{prev: &r.prev.elems, cur: &r.memo.elems}
 	}
-	for i := range cols.len() {
-		if i%256 == 0 {
-			if err := st.budget.check(); err != nil {
+	for i, n := 0, cols.len(); i < n; {
+		if err := st.budget.check(); err != nil {
+			return "", err
+		}
+		for limit := min(i+256, n); i < limit; {
+			k, err := r.same(i, limit)
+			if err != nil {
 				return "", err
 			}
-		}
-		if err := r.elem(i); err != nil {
-			return "", err
+			if k > i {
+				i = k
+				continue
+			}
+			if err := r.elem(i); err != nil {
+				return "", err
+			}
+			i++
 		}
 	}
 	r.flush()
@@ -315,6 +324,39 @@ type rangeRun struct {
 	base    int
 	lo, hi  int           // the run of prev.out still to copy into b
 	adopted []*blockEntry // the reused elements' entries
+}
+
+// same reuses at once the run of elements from i on (up to limit) that
+// are the same records at the same places as in the previous call, by
+// their numbers, and read nothing: the bulk of a large service. It
+// returns the index after the run (i when there is none).
+func (r *rangeRun) same(i, limit int) (int, error) {
+	if r.prev == nil || r.memo.elems.vers == nil || r.prev.elems.vers == nil {
+		return i, nil
+	}
+	cv, pv, j := r.memo.elems.vers, r.prev.elems.vers, r.a.next
+	if x, _ := slices.BinarySearchFunc(r.prev.extras, j, func(x rangeExtra, j int) int { return x.i - j }); x < len(r.prev.extras) {
+		limit = min(limit, i+r.prev.extras[x].i-j) // stop before an element with deps or a block
+	}
+	k := 0
+	for i+k < limit && j+k < len(pv) && pv[j+k] == cv[i+k] {
+		k++
+	}
+	if k == 0 {
+		return i, nil
+	}
+	if start := r.prev.start(j); start != r.hi {
+		r.flush()
+		r.lo = start
+	}
+	// Element j+m ends at prev.ends[j+m] in the previous output, and at
+	// that minus lo, after what b already holds, in this one.
+	off := r.b.Len() - r.base - r.lo
+	for m := range k {
+		r.memo.ends = append(r.memo.ends, off+r.prev.ends[j+m])
+	}
+	r.hi, r.a.next = r.prev.ends[j+k-1], j+k
+	return i + k, r.st.budget.allows(int64(off + r.hi))
 }
 
 // elem adds element i's output: reused from the previous call, or run.
