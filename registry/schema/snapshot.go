@@ -257,7 +257,7 @@ func (x *Index) Snapshot(rev int64) *Snapshot {
 	s := &Snapshot{Rev: rev, services: map[string]*Service{}, vers: map[*Instance][]uint64{}}
 	if x.last != nil {
 		maps.Copy(s.services, x.last.services)
-		maps.Copy(s.vers, x.last.vers)
+		s.vers = maps.Clone(x.last.vers)
 		s.kv, s.kvKeys = x.last.kv, x.last.kvKeys
 	}
 	for svc := range x.dirty {
