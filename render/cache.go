@@ -2,10 +2,12 @@ package render
 
 import (
 	"fmt"
+	"io"
 	"maps"
 	"reflect"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/rewire/rewire/registry/schema"
 )
@@ -21,6 +23,9 @@ type blockCache struct {
 	mu      sync.Mutex
 	entries map[blockKey]*blockEntry
 	gen     uint64 // the current render's number
+	// top holds the cachedRange calls made outside any cached block by the
+	// last complete render, in call order.
+	top []*rangeMemo
 }
 
 // blockKey names a cached block: the template and its dot, a string or
@@ -42,23 +47,36 @@ type blockEntry struct {
 	// entry is reused only for the same record. It points into the
 	// snapshot of the render that last used the entry, or of its parent.
 	in *schema.Instance
+	// nested: a cached block ran nested in this one (guarded by mu). An
+	// element of a cachedRange keeps its entry only then, or when it made
+	// cachedRange calls itself.
+	nested bool
+	// ranges holds the cachedRange calls the block made when it ran, in
+	// call order. Written only while the block runs, before the entry is
+	// put: read-only once the entry is shared.
+	ranges []*rangeMemo
 }
 
 func newBlockCache() *blockCache { return &blockCache{entries: map[blockKey]*blockEntry{}} }
 
-func (c *blockCache) begin() {
+// begin starts a render; it returns the top-level cachedRange calls of
+// the last complete one.
+func (c *blockCache) begin() []*rangeMemo {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.gen++
-	c.mu.Unlock()
+	return c.top
 }
 
-// end drops, after a complete render (ok), the entries it did not use.
-func (c *blockCache) end(ok bool) {
+// end drops, after a complete render (ok), the entries it did not use,
+// and keeps its top-level cachedRange calls (top) for the next one.
+func (c *blockCache) end(ok bool, top []*rangeMemo) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !ok {
 		return
 	}
+	c.top = top
 	maps.DeleteFunc(c.entries, func(_ blockKey, e *blockEntry) bool { return !c.usedLocked(e) })
 }
 
@@ -80,19 +98,24 @@ const maxNesting = 32
 
 // reuse returns the entry for k if it may be used now: nothing it read
 // changed in snap and, for an instance block, in is the same record. It
-// then marks it used, nested in parent, and pointing at in.
-func (c *blockCache) reuse(k blockKey, snap *schema.Snapshot, in *schema.Instance, parent *blockEntry) (*blockEntry, int) {
+// then marks it used, nested in parent, and pointing at in. Otherwise it
+// returns the stale entry for k as old (nil if none): its cachedRange
+// calls may still be reused by the block's new run.
+func (c *blockCache) reuse(k blockKey, snap *schema.Snapshot, in *schema.Instance, parent *blockEntry) (e, old *blockEntry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e := c.entries[k]
+	e = c.entries[k]
 	if e == nil {
-		return nil, 0
+		return nil, nil
 	}
 	if (in != nil && !e.in.Same(in)) || e.deps.Changed(snap) {
-		return nil, len(e.out)
+		return nil, e
 	}
 	e.gen, e.parent, e.in = c.gen, parent, in // in: the current snapshot's copy, so older ones can be freed
-	return e, 0
+	if parent != nil {
+		parent.nested = true
+	}
+	return e, nil
 }
 
 // put records e as the entry for k, used by the current render.
@@ -101,6 +124,22 @@ func (c *blockCache) put(k blockKey, e *blockEntry) {
 	defer c.mu.Unlock()
 	e.gen = c.gen
 	c.entries[k] = e
+	if e.parent != nil {
+		e.parent.nested = true
+	}
+}
+
+// adopt marks the entries of reused cachedRange elements used by the
+// current render, nested in parent.
+func (c *blockCache) adopt(parent *blockEntry, es []*blockEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range es {
+		e.gen, e.parent = c.gen, parent
+	}
+	if len(es) > 0 && parent != nil {
+		parent.nested = true
+	}
 }
 
 // cached executes the named template with dot (a string, or an instance)
@@ -111,16 +150,55 @@ func (c *blockCache) put(k blockKey, e *blockEntry) {
 // snapshot is reached in place: boxing it in an interface would copy the
 // whole record for every line of every render.
 func (st *execState) cached(name string, dot reflect.Value) (string, error) {
-	k := blockKey{name: name}
-	var in *schema.Instance
+	k, in, data, err := blockDot("cachedTemplate", name, dot)
+	if err != nil {
+		return "", err
+	}
+	size := 0
+	var old *blockEntry
+	if st.cache != nil {
+		var e *blockEntry
+		if e, old = st.cache.reuse(k, st.snap, in, st.block); e != nil {
+			st.deps.merge(e.deps)
+			return e.out, nil
+		}
+		if old != nil {
+			size = len(old.out)
+		}
+	}
+	entry := &blockEntry{parent: st.block, in: in}
+	var b strings.Builder
+	b.Grow(size + size/16) // the new output is usually about as long as the last
+	deps, err := st.run(&b, &b, name, data, entry, old)
+	if err != nil {
+		return "", err
+	}
+	if st.cache != nil {
+		entry.deps, entry.out = deps, b.String()
+		for _, m := range entry.ranges {
+			if m.out == "" && m.n > 0 { // printed into b: see cachedRange
+				m.out = entry.out[m.off : m.off+m.n]
+			}
+		}
+		st.cache.put(k, entry)
+	}
+	return b.String(), nil
+}
+
+// blockDot checks the KEY of cachedTemplate or an element of cachedRange
+// (fn names which, in errors): a string or an instance. It returns the
+// block's key, the instance (nil for a string) and the block's dot.
+func blockDot(fn, name string, dot reflect.Value) (k blockKey, in *schema.Instance, data any, err error) {
+	k = blockKey{name: name}
 	for dot.IsValid() && dot.Kind() == reflect.Interface && !dot.IsNil() {
 		dot = dot.Elem()
 	}
 	switch {
 	case !dot.IsValid() || (dot.Kind() == reflect.Interface || dot.Kind() == reflect.Pointer) && dot.IsNil():
-		return "", fmt.Errorf("cachedTemplate %q: the key is nil; want a string or an instance", name)
+		return k, nil, nil, fmt.Errorf("%s %q: the key is nil; want a string or an instance", fn, name)
 	case dot.Kind() == reflect.String:
 		k.key = dot.String()
+		return k, nil, dot.Interface(), nil
 	case dot.Type() == reflect.TypeFor[schema.Instance]():
 		if dot.CanAddr() {
 			in = dot.Addr().Interface().(*schema.Instance)
@@ -128,77 +206,34 @@ func (st *execState) cached(name string, dot reflect.Value) (string, error) {
 			v := dot.Interface().(schema.Instance)
 			in = &v
 		}
-		k.key, k.id, k.instance = in.Service, in.ID, true
 	case dot.Type() == reflect.TypeFor[*schema.Instance]():
 		in = dot.Interface().(*schema.Instance)
-		k.key, k.id, k.instance = in.Service, in.ID, true
 	default:
-		return "", fmt.Errorf("cachedTemplate %q: the key must be a string or an instance, not %s", name, dot.Type())
+		return k, nil, nil, fmt.Errorf("%s %q: the key must be a string or an instance, not %s", fn, name, dot.Type())
 	}
-	size := 0
-	if st.cache != nil {
-		var e *blockEntry
-		if e, size = st.cache.reuse(k, st.snap, in, st.block); e != nil {
-			st.deps.merge(e.deps)
-			return e.out, nil
-		}
-	}
-	outer, outerBlock := st.deps, st.block
-	entry := &blockEntry{parent: outerBlock, in: in}
-	st.deps, st.block = newDeps(), entry
-	var b strings.Builder
-	b.Grow(size + size/16) // the new output is usually about as long as the last
-	var data any = dot.Interface()
-	if in != nil {
-		data = *in // an instance block's dot is the record, whether given by value or pointer
-	}
-	err := st.tmpl.ExecuteTemplate(&b, name, data)
+	k.key, k.id, k.instance = in.Service, in.ID, true
+	return k, in, *in, nil // an instance block's dot is the record, whether given by value or pointer
+}
+
+// run executes the named template with data as its dot into w, as the
+// cached block entry, whose previous run (old, may be nil) has the
+// cachedRange calls it may reuse. buf is w when w holds exactly the
+// block's output (nil otherwise). It returns what the block read, which
+// it also adds to what the enclosing block read: noDeps for nothing.
+func (st *execState) run(w io.Writer, buf *strings.Builder, name string, data any, entry, old *blockEntry) (*Deps, error) {
+	outer, outerBlock, outerOld, outerW, outerBuf := st.deps, st.block, st.old, st.w, st.blockBuf
+	st.deps, st.block, st.old, st.w, st.blockBuf = newDeps(), entry, old, w, buf
+	err := st.tmpl.ExecuteTemplate(w, name, data)
 	block := st.deps
-	st.deps, st.block = outer, outerBlock
+	st.deps, st.block, st.old, st.w, st.blockBuf = outer, outerBlock, outerOld, outerW, outerBuf
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	outer.merge(block)
 	if block.empty() {
 		block = noDeps // most instance blocks read nothing: share one
 	}
-	if st.cache != nil {
-		entry.deps, entry.out = block, b.String()
-		st.cache.put(k, entry)
-	}
-	return b.String(), nil
-}
-
-// cachedRange is {{ range LIST }}{{ cachedTemplate NAME . }}{{ end }} in
-// one call: the loop runs in Go, not through text/template's evaluator,
-// which costs a reflective call, a pipeline and a few allocations per
-// element. For a service of 10,000 instances where one changed, that
-// overhead was most of the render. LIST is a slice or array of strings or
-// instances; each element is the KEY of cachedTemplate.
-func (st *execState) cachedRange(name string, list reflect.Value) (string, error) {
-	for list.IsValid() && (list.Kind() == reflect.Interface || list.Kind() == reflect.Pointer) && !list.IsNil() {
-		list = list.Elem()
-	}
-	if !list.IsValid() || (list.Kind() != reflect.Slice && list.Kind() != reflect.Array) {
-		return "", fmt.Errorf("cachedRange %q: want a list of strings or instances, not %v", name, list.Kind())
-	}
-	var b strings.Builder
-	for i := range list.Len() {
-		if i%256 == 0 {
-			if err := st.budget.check(); err != nil {
-				return "", err
-			}
-		}
-		out, err := st.cached(name, list.Index(i))
-		if err != nil {
-			return "", err
-		}
-		if err := st.budget.allows(int64(b.Len() + len(out))); err != nil {
-			return "", err
-		}
-		b.WriteString(out)
-	}
-	return b.String(), nil
+	return block, nil
 }
 
 // merge adds what o read to d.
@@ -219,4 +254,21 @@ func (d *Deps) merge(o *Deps) {
 		set(&d.prefixes, k, v)
 	}
 	d.Panicked = append(d.Panicked, o.Panicked...)
+}
+
+// print writes out to the writer of the template being executed, in place
+// of text/template printing the returned "" (see printDirect).
+func (st *execState) print(out string, err error) (string, error) {
+	if err != nil {
+		return "", err
+	}
+	_, err = io.WriteString(st.w, out)
+	return "", err
+}
+
+// WriteString writes s as Write does, without first copying it into a new
+// []byte, as io.WriteString would: print writes whole blocks, as large as
+// every server of a service. Write only reads its argument.
+func (w *budgetWriter) WriteString(s string) (int, error) {
+	return w.Write(unsafe.Slice(unsafe.StringData(s), len(s)))
 }

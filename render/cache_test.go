@@ -1,10 +1,16 @@
 package render_test
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"regexp"
+	"strings"
+	"sync"
 	"testing"
+	"text/template"
 
+	"github.com/rewire/rewire/registry/schema"
 	"github.com/rewire/rewire/render"
 )
 
@@ -129,5 +135,201 @@ func TestCachedTemplateMatchesUncached(t *testing.T) {
 		if string(got) != string(want) {
 			t.Fatalf("step %d (change %v, delete %v): cached render =\n%s\nwant\n%s", step, kv, dels, got, want)
 		}
+	}
+}
+
+// rangeTmpl uses cachedRange in every way the cache treats differently:
+// at top level and in a cached block; printed as it is (written straight
+// into the block's output) or piped, or kept in a variable; over a
+// service's Instances (compared by record number), over a filtered copy
+// (compared field by field) and over strings with repeats; with element
+// blocks that read keys, and with cached blocks and cachedRange calls
+// nested in an element; with a call made only on a condition, so that the
+// calls after it move. "line" prints every field of the record, unknown
+// ones included, so a stale line cannot go unnoticed.
+const rangeTmpl = `top:{{ cachedRange "line" (instances "a") }}
+piped:{{ cachedRange "line" (instances "b") | trim }}
+{{ range services }}{{ cachedTemplate "svc" .Name }}{{ end }}
+{{- define "svc" }}
+[{{ . }} w={{ keyOrDefault (printf "app/%s/weight" .) "1" }}]
+{{- if eq (keyOrDefault (printf "app/%s/weight" .) "1") "2" }}{{ cachedRange "short" (instances .) }}{{ end }}
+{{ cachedRange "line" (instances .) }}
+{{- $held := cachedRange "nest" (instances .) }}
+routable:{{ cachedRange "line" (service . "passing,warning") }}
+{{ $held }}{{ $held }}
+words:{{ cachedRange "word" (list "x" . "x") }}
+{{ end }}
+{{- define "line" }}
+ {{ .ID }}{{ if .Maintenance }}/m{{ end }}/{{ keyOrDefault (printf "app/%s/tag" .ID) "-" }} {{ printf "%+v" . }}
+{{- end }}
+{{- define "nest" }}<{{ cachedTemplate "word" .ID }}{{ cachedRange "word" (list .Service .Node) }}|{{ .Address }}>{{ end }}
+{{- define "word" }}({{ . }}:{{ keyOrDefault (printf "app/%s/word" .) "" }}){{ end }}
+{{- define "short" }} {{ .ID }}{{ end }}`
+
+// unprinted turns every action that only prints a cachedTemplate or
+// cachedRange call into one that pipes it through print: the same output,
+// printed by text/template itself instead of written by the call.
+func unprinted(text string) string {
+	re := regexp.MustCompile(`\{\{(-?) (cached(?:Range|Template) [^}]*?) (-?)\}\}`)
+	return re.ReplaceAllString(text, "{{$1 $2 | print $3}}")
+}
+
+// TestCachedRangeMatchesUncached applies a random sequence of changes
+// (puts with any field changed, deletes and re-adds with the same ID, of
+// one instance or of a run of them, maintenance of an instance or a whole
+// service, changes to the keys the blocks read), renders after most of
+// them, and checks that the Target's output (cached blocks, cachedRange
+// reusing the unchanged elements) equals an uncached render of the same
+// snapshot by a template that prints every block through text/template.
+func TestCachedRangeMatchesUncached(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	services := []string{"a", "b", "c", "d"}
+	src := newMemSource(t, map[string]string{})
+	tg := mkTarget(t, "ranges", rangeTmpl, render.TargetConfig{}, render.Options{})
+	ref := unprinted(rangeTmpl)
+	if ref == rangeTmpl || !strings.Contains(ref, `{{ cachedRange "line" (instances .) | print }}`) {
+		t.Fatalf("unprinted left the template as it was:\n%s", ref)
+	}
+	plain, err := render.Parse("plain.tmpl", ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	statuses := []string{"passing", "warning", "critical"}
+	recs := &records{rng: rng, state: map[string][]int{}}
+	id := func(svc string, n int) string { return fmt.Sprintf("%s-%02d", svc, n) }
+	for step := range 600 {
+		svc := services[rng.IntN(len(services))]
+		n := rng.IntN(24)
+		kv := map[string]string{}
+		var dels []string
+		switch rng.IntN(10) {
+		case 0:
+			k, v := rec(svc, id(svc, n), statuses[rng.IntN(3)])
+			kv[k] = v
+		case 1, 2, 3:
+			k, v := recs.change(svc, id(svc, n))
+			kv[k] = v
+		case 4:
+			dels = append(dels, keys.Instance(svc, id(svc, n)))
+		case 5: // a run of instances deleted, or put (again)
+			del := rng.IntN(2) == 0
+			for m := n; m < min(n+1+rng.IntN(12), 24); m++ {
+				if del {
+					dels = append(dels, keys.Instance(svc, id(svc, m)))
+				} else {
+					k, v := recs.change(svc, id(svc, m))
+					kv[k] = v
+				}
+			}
+		case 6:
+			kv["/rewire/app/"+svc+"/weight"] = fmt.Sprint(rng.IntN(3))
+		case 7:
+			kv["/rewire/app/"+id(svc, n)+"/tag"] = fmt.Sprint(rng.IntN(3))
+		case 8:
+			word := []string{"x", svc, id(svc, n), "n1", "n2"}[rng.IntN(5)]
+			kv["/rewire/app/"+word+"/word"] = fmt.Sprint(rng.IntN(3))
+		case 9:
+			target := id(svc, n)
+			if rng.IntN(3) == 0 {
+				target = ""
+			}
+			if rng.IntN(2) == 0 {
+				kv[keys.Maintenance(svc, target)] = "{}"
+			} else {
+				dels = append(dels, keys.Maintenance(svc, target))
+			}
+		}
+		snap := src.change(t, kv, dels...)
+		if rng.IntN(4) == 0 {
+			continue // some renders see several changes at once
+		}
+		got, err := tg.Render(snap)
+		if err != nil {
+			t.Fatalf("step %d: Render: %v", step, err)
+		}
+		want, err := render.Execute(plain, snap, keys)
+		if err != nil {
+			t.Fatalf("step %d: Execute: %v", step, err)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("step %d (change %v, delete %v): cached render =\n%s\nwant\n%s", step, kv, dels, got, want)
+		}
+	}
+}
+
+// TestCachedErrorNames: an error in a block that printDirect rewrote names
+// the call as the template does.
+func TestCachedErrorNames(t *testing.T) {
+	for _, tc := range []struct{ name, text, want string }{
+		{"cachedRange", `{{ cachedRange "x" (list "a") }}{{ define "x" }}{{ fail "boom" }}{{ end }}`,
+			`at <cachedRange "x" (list "a")>: error calling cachedRange: template: t.tmpl:1:`},
+		{"cachedTemplate", `{{ cachedTemplate "x" "a" }}{{ define "x" }}{{ fail "boom" }}{{ end }}`,
+			`at <cachedTemplate "x" "a">: error calling cachedTemplate: template: t.tmpl:1:`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tmpl, err := render.Parse("t.tmpl", tc.text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			snap, _ := snapshot(t, nil)
+			_, err = render.Execute(tmpl, snap, keys)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "_rewire") || !strings.Contains(err.Error(), "boom") {
+				t.Fatalf("Execute(%q) error = %v, want it to contain %q", tc.text, err, tc.want)
+			}
+			var ee template.ExecError
+			if !errors.As(err, &ee) {
+				t.Errorf("Execute(%q) error = %v, not a template.ExecError", tc.text, err)
+			}
+		})
+	}
+}
+
+// TestCachedRangeConcurrentRenders renders snapshots of a random sequence
+// of changes from two goroutines through one Target, whose block cache
+// they share (Render may run while the runner applies), and checks each
+// output against an uncached render; with -race, also that the calls'
+// memories are never written while another render reads them.
+func TestCachedRangeConcurrentRenders(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	src := newMemSource(t, map[string]string{})
+	tg := mkTarget(t, "concurrent", rangeTmpl, render.TargetConfig{}, render.Options{})
+	plain, err := render.Parse("plain.tmpl", unprinted(rangeTmpl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := &records{rng: rng, state: map[string][]int{}}
+	var snaps []*schema.Snapshot
+	for range 120 {
+		svc := []string{"a", "b", "c"}[rng.IntN(3)]
+		k, v := recs.change(svc, fmt.Sprintf("%s-%02d", svc, rng.IntN(12)))
+		var dels []string
+		if rng.IntN(5) == 0 {
+			dels = append(dels, keys.Instance(svc, fmt.Sprintf("%s-%02d", svc, rng.IntN(12))))
+		}
+		snaps = append(snaps, src.change(t, map[string]string{k: v}, dels...))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for g := range 2 {
+		wg.Go(func() {
+			for i := g; i < len(snaps); i += 1 + g { // the two walk the sequence at different paces
+				got, err := tg.Render(snaps[i])
+				if err == nil {
+					var want []byte
+					if want, err = render.Execute(plain, snaps[i], keys); err == nil && string(got) != string(want) {
+						err = fmt.Errorf("snapshot %d: cached render =\n%s\nwant\n%s", i, got, want)
+					}
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }

@@ -41,9 +41,12 @@
 //	                          instances re-renders only the lines that changed. Blocks
 //	                          must be deterministic (no now, rand...).
 //	cachedRange NAME LIST     {{ range LIST }}{{ cachedTemplate NAME . }}{{ end }} with the
-//	                          loop run in Go, not by the template engine: for a service
-//	                          of thousands of instances, 3x less time and 1/300 the
-//	                          allocations when one changed. LIST holds strings or instances.
+//	                          loop run in Go, not by the template engine. LIST holds
+//	                          strings or instances. When the block around it runs again,
+//	                          it copies the output of the unchanged elements from its
+//	                          previous output and runs NAME only for the new and changed
+//	                          ones: a change to one instance of a service of 10,000 costs
+//	                          about what it costs in one of 200, plus copying its lines.
 //
 // PATH is relative to the registry prefix ("app/config" is <prefix>/app/config),
 // or absolute when it starts with "/" (it must still be under the prefix,

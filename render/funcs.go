@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"io"
 	"maps"
 	"reflect"
 	"slices"
@@ -75,7 +76,15 @@ type execState struct {
 	deps  *Deps
 	tmpl  *template.Template // the clone being executed
 	cache *blockCache        // nil: no caching
-	block *blockEntry        // the cached block being executed; nil at top level
+	w     io.Writer          // what the template being executed writes to
+	// blockBuf is w when w holds exactly the output of the cached block
+	// being executed (not for a cachedRange element); nil otherwise.
+	blockBuf *strings.Builder
+	block    *blockEntry // the cached block being executed; nil at top level
+	old      *blockEntry // block's previous entry, whose cachedRange calls it may reuse; may be nil
+	// prevTop are the last complete render's cachedRange calls outside
+	// any cached block; top this render's.
+	prevTop, top []*rangeMemo
 	// budget is what the render may still spend; nil outside a render.
 	budget *budget
 }
@@ -211,7 +220,15 @@ func registryFuncs(st *execState) template.FuncMap {
 			return st.cached(name, key)
 		},
 		"cachedRange": func(name string, list reflect.Value) (string, error) {
-			return st.cachedRange(name, list)
+			return st.cachedRange(name, list, false)
+		},
+		// What {{ cachedTemplate ... }} and {{ cachedRange ... }} call
+		// when they only print (see printDirect).
+		cachedTemplatePrint: func(name string, key reflect.Value) (string, error) {
+			return st.print(st.cached(name, key))
+		},
+		cachedRangePrint: func(name string, list reflect.Value) (string, error) {
+			return st.cachedRange(name, list, true)
 		},
 		"ls":   func(path string) ([]schema.KV, error) { return list(path, false) },
 		"tree": func(path string) ([]schema.KV, error) { return list(path, true) },

@@ -18,6 +18,7 @@ func Parse(name, text string) (*template.Template, error) {
 		return nil, err
 	}
 	instrument(t)
+	printDirect(t)
 	return t, nil
 }
 
@@ -77,6 +78,7 @@ func (p *program) bound() (*execState, error) {
 // concurrent Render just binds a clone of its own.
 func (p *program) release(st *execState) {
 	st.snap, st.deps, st.cache, st.block, st.budget = nil, nil, nil, nil, nil
+	st.old, st.prevTop, st.top, st.w, st.blockBuf = nil, nil, nil, nil, nil
 	p.mu.Lock()
 	if len(p.free) < 2 {
 		p.free = append(p.free, st)
@@ -98,19 +100,20 @@ func (p *program) execute(ctx context.Context, snap *schema.Snapshot, keys schem
 	disarm := st.budget.start(ctx, lim)
 	defer disarm()
 	if cache != nil {
-		cache.begin()
+		st.prevTop = cache.begin()
 	}
 	w := &budgetWriter{b: st.budget}
 	if n := p.size.Load(); n > 0 {
 		// Only a render that stayed within its limits sets size.
 		w.buf = make([]byte, 0, min(n+n/16, lim.max))
 	}
+	st.w = w
 	err = st.tmpl.Execute(w, nil)
 	if cache != nil {
-		cache.end(err == nil)
+		cache.end(err == nil, st.top)
 	}
 	if err != nil {
-		return nil, deps, limitError(err, st.budget)
+		return nil, deps, unrenamed(limitError(err, st.budget))
 	}
 	p.size.Store(int64(len(w.buf)))
 	return w.buf, deps, nil

@@ -69,7 +69,7 @@ func main() {
 	flag.IntVar(&o.changes, "changes", 200, "timed changes per size and mode")
 	flag.IntVar(&o.burst, "burst", 1000, "changes in the burst")
 	flag.IntVar(&o.burstInstances, "burst-instances", 1000, "registry size of the burst (must be one of -instances)")
-	kv := flag.String("keys", "", "comma-separated `key=value` free-form keys (relative to the prefix) put before each run, e.g. haproxy/cache_servers=true")
+	kv := flag.String("keys", "", "comma-separated `key=value` free-form keys (relative to the prefix) put before each run, e.g. haproxy/cache_servers=false")
 	flag.StringVar(&o.bin, "templater", "bin/templater", "templater binary (go build -o bin/ ./cmd/templater)")
 	flag.StringVar(&o.tmpl, "template", "examples/haproxy/haproxy.cfg.tmpl", "template to render")
 	env := flag.String("templater-env", "", "comma-separated `NAME=value` pairs for the templater process (e.g. GOMEMLIMIT=24MiB)")

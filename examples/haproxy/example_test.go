@@ -139,16 +139,18 @@ func TestGolden(t *testing.T) {
 		}
 	})
 
-	t.Run("server lines cached one by one", func(t *testing.T) {
-		kv := readInput(t, inputPath)
-		kv["/rewire/haproxy/cache_servers"] = "true"
-		snap, _ := snapshot(t, kv)
-		cached, err := renderExample(t, snap)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(cached, got) {
-			t.Errorf("with haproxy/cache_servers=true Render(%q) = %q, want the same bytes as without: %q", templatePath, cached, got)
+	t.Run("server lines not cached one by one", func(t *testing.T) {
+		for _, v := range []string{"false", "true"} {
+			kv := readInput(t, inputPath)
+			kv["/rewire/haproxy/cache_servers"] = v
+			snap, _ := snapshot(t, kv)
+			out, err := renderExample(t, snap)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(out, got) {
+				t.Errorf("with haproxy/cache_servers=%s Render(%q) = %q, want the same bytes as by default: %q", v, templatePath, out, got)
+			}
 		}
 	})
 

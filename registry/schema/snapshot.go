@@ -75,6 +75,10 @@ type Snapshot struct {
 	services map[string]*Service
 	kv       map[string]string
 	kvKeys   []string // sorted keys of kv
+	// vers numbers the records of each service an Index built, by the
+	// service's Instances array (&Instances[0]); see Versions. It is kept
+	// apart from the Services so that those compare as before.
+	vers map[*Instance][]uint64
 }
 
 // Service returns the named service, or nil when nothing is known of it.
@@ -250,14 +254,21 @@ func deleteIn[V any](m map[string]map[string]V, svc, id string) {
 
 // Snapshot returns the index as an immutable Snapshot at rev.
 func (x *Index) Snapshot(rev int64) *Snapshot {
-	s := &Snapshot{Rev: rev, services: map[string]*Service{}}
+	s := &Snapshot{Rev: rev, services: map[string]*Service{}, vers: map[*Instance][]uint64{}}
 	if x.last != nil {
 		maps.Copy(s.services, x.last.services)
+		s.vers = maps.Clone(x.last.vers)
 		s.kv, s.kvKeys = x.last.kv, x.last.kvKeys
 	}
 	for svc := range x.dirty {
-		if sv := x.buildService(svc); sv != nil {
+		if old := s.services[svc]; old != nil && len(old.Instances) > 0 {
+			delete(s.vers, &old.Instances[0])
+		}
+		if sv, vers := x.buildService(svc); sv != nil {
 			s.services[sv.Name] = sv // the key too: assigning replaces it
+			if len(sv.Instances) > 0 {
+				s.vers[&sv.Instances[0]] = vers
+			}
 		} else {
 			delete(s.services, svc)
 		}
@@ -273,14 +284,16 @@ func (x *Index) Snapshot(rev int64) *Snapshot {
 	return s
 }
 
-func (x *Index) buildService(name string) *Service {
-	var old []Instance
+// buildService builds the named service from the last snapshot's and the
+// changes since; it also returns the numbers of its instances.
+func (x *Index) buildService(name string) (*Service, []uint64) {
+	var prev *Service
 	// name is a piece of the etcd key that changed: keep the previous
 	// Service's name, or a copy, not the whole key.
 	svName := ""
 	if x.last != nil {
-		if sv := x.last.services[name]; sv != nil {
-			old, svName = sv.Instances, sv.Name
+		if prev = x.last.services[name]; prev != nil {
+			svName = prev.Name
 		}
 	}
 	if svName == "" {
@@ -292,40 +305,26 @@ func (x *Index) buildService(name string) *Service {
 	if m, ok := maint[""]; ok {
 		sv.Maintenance = &m
 	}
-	// Merge the previous instances with the changes, both in ID order.
-	ids := slices.Sorted(maps.Keys(pend))
-	out := make([]Instance, 0, len(old)+len(pend))
-	add := func(in Instance) {
-		_, instMaint := maint[in.ID]
-		in.Maintenance = sv.Maintenance != nil || instMaint
-		out = append(out, in)
+	var prevVers []uint64
+	if prev != nil {
+		prevVers = x.last.Versions(prev.Instances)
 	}
-	i := 0
-	for _, id := range ids {
-		for ; i < len(old) && old[i].ID < id; i++ {
-			add(old[i])
-		}
-		if i < len(old) && old[i].ID == id {
-			i++ // replaced or deleted
-		}
-		p := pend[id]
-		if p.deleted {
-			continue
-		}
-		add(p.in)
-	}
-	for ; i < len(old); i++ {
-		add(old[i])
-	}
-	if len(out) == 0 {
+	m := merge{sv: sv, maint: maint}
+	m.run(prev, prevVers, pend)
+	if len(m.out) == 0 {
 		if sv.Maintenance == nil && len(maint) == 0 && expect == 0 {
-			return nil
+			return nil, nil
 		}
-		return sv
+		return sv, nil
 	}
-	sv.Instances = slices.Clip(out) // an append by a reader must not write into a shared array
-	sv.tags, sv.tagsSet = slices.Clip(sv.unionTags()), true
-	return sv
+	sv.Instances = slices.Clip(m.out) // an append by a reader must not write into a shared array
+	if m.tagsKept {
+		sv.tags = prev.tags
+	} else {
+		sv.tags = slices.Clip(sv.unionTags())
+	}
+	sv.tagsSet = true
+	return sv, slices.Clip(m.vers)
 }
 
 // share makes a new record use the memory of equal values it has in common
@@ -416,7 +415,7 @@ func canonStatus(s status.Status) status.Status {
 // vanished while a removal is held; a Service passed here must be sorted
 // by ID like the ones an Index builds.
 func (s *Snapshot) With(services ...*Service) *Snapshot {
-	out := &Snapshot{Rev: s.Rev, services: maps.Clone(s.services), kv: s.kv, kvKeys: s.kvKeys}
+	out := &Snapshot{Rev: s.Rev, services: maps.Clone(s.services), kv: s.kv, kvKeys: s.kvKeys, vers: s.vers}
 	if out.services == nil {
 		out.services = map[string]*Service{}
 	}

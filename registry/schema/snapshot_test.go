@@ -533,6 +533,7 @@ func TestIndexMatchesModel(t *testing.T) {
 		want map[string][]Instance
 	}
 	var snaps []taken
+	byVersion := map[uint64]Instance{}
 	expected := func() map[string][]Instance {
 		out := map[string][]Instance{}
 		for svc, byID := range model {
@@ -565,6 +566,13 @@ func TestIndexMatchesModel(t *testing.T) {
 					t.Fatalf("rev %d service %s instance %d:\n got %+v\nwant %+v", tk.snap.Rev, svc, i, got[i], want[i])
 				}
 			}
+			if sv != nil && len(got) > 0 {
+				union := (&Service{Instances: want}).Tags()
+				if !slices.Equal(sv.Tags(), union) {
+					t.Fatalf("rev %d service %s: Tags() = %q, want %q", tk.snap.Rev, svc, sv.Tags(), union)
+				}
+			}
+			checkVersions(t, tk.snap, got, byVersion)
 		}
 	}
 	for step := range 3000 {
@@ -574,6 +582,9 @@ func TestIndexMatchesModel(t *testing.T) {
 		case r < 6:
 			in := inst(svc, id, func(in *Instance) {
 				in.Tags = []string{"v" + strconv.Itoa(rng.IntN(2))}
+				if rng.IntN(8) == 0 { // a tag few records have: the union changes
+					in.Tags = append(in.Tags, "rare"+strconv.Itoa(rng.IntN(3)))
+				}
 				in.Meta = map[string]string{"version": strconv.Itoa(rng.IntN(2))}
 				in.Node = "node" + strconv.Itoa(rng.IntN(3))
 				in.Weight = rng.IntN(3)
@@ -661,5 +672,115 @@ func TestIndexNeverWritesPublished(t *testing.T) {
 	wg.Wait()
 	if got := first.Service("web").Instances[1].Health.Checks[0].Output; got != "b-out" {
 		t.Errorf("first snapshot's b output = %q, want b-out", got)
+	}
+}
+
+// checkVersions checks that every record of list (a service's Instances
+// in snap) has a number, and that a number seen before (in byVersion,
+// which it fills) always stands for the same values.
+func checkVersions(t *testing.T, snap *Snapshot, list []Instance, byVersion map[uint64]Instance) {
+	t.Helper()
+	if len(list) == 0 {
+		return
+	}
+	vers := snap.Versions(list)
+	if len(vers) != len(list) {
+		t.Fatalf("rev %d: Versions(Instances of %s) has %d numbers, want %d", snap.Rev, list[0].Service, len(vers), len(list))
+	}
+	for i, v := range vers {
+		seen, ok := byVersion[v]
+		if !ok {
+			byVersion[v] = list[i]
+			continue
+		}
+		if !reflect.DeepEqual(seen, list[i]) {
+			t.Fatalf("rev %d: number %d stands for\n%+v\nand\n%+v", snap.Rev, v, seen, list[i])
+		}
+	}
+}
+
+// TestSnapshotVersions: a record keeps its number while it is unchanged,
+// gets a new one when it is put with other values or its maintenance
+// changes, and keeps it when put again as it was. Lists other than a
+// service's Instances have none, and a new Index never reuses a number.
+func TestSnapshotVersions(t *testing.T) {
+	k := Keys{}
+	x := NewIndex(k)
+	for i := range 4 {
+		putInstance(t, x, inst("web", fmt.Sprintf("web-%d", i)))
+	}
+	putInstance(t, x, inst("db", "db-1"))
+	s1 := x.Snapshot(1)
+	v1 := s1.Versions(s1.Service("web").Instances)
+	if len(v1) != 4 || slices.Contains(v1, 0) {
+		t.Fatalf("Versions = %v, want 4 non-zero numbers", v1)
+	}
+	if len(slices.Compact(slices.Sorted(slices.Values(v1)))) != 4 {
+		t.Fatalf("Versions = %v, want 4 different numbers", v1)
+	}
+	critical := func(in *Instance) { in.Health.Shallow = status.Critical }
+	for _, tc := range []struct {
+		name    string
+		change  func()
+		changed []int // indexes (in the new list) whose number must change
+		ids     []string
+	}{
+		{"health flip", func() { putInstance(t, x, inst("web", "web-2", critical)) }, []int{2}, nil},
+		{"put again as it was", func() { putInstance(t, x, inst("web", "web-2", critical)) }, nil, nil},
+		{"instance maintenance", func() { put(t, x, k.Maintenance("web", "web-1"), "{}") }, []int{1}, nil},
+		{"service maintenance", func() { put(t, x, k.Maintenance("web", ""), "{}") }, []int{0, 2, 3}, nil},
+		{"service maintenance ends", func() { x.Delete(k.Maintenance("web", "")) }, []int{0, 2, 3}, nil},
+		{"delete", func() { x.Delete(k.Instance("web", "web-0")) }, nil, []string{"web-1", "web-2", "web-3"}},
+		{"re-add with the same ID", func() { putInstance(t, x, inst("web", "web-0")) }, []int{0}, nil},
+		{"other service", func() { putInstance(t, x, inst("db", "db-1", critical)) }, nil, nil},
+	} {
+		before := x.last
+		prev := before.Versions(before.Service("web").Instances)
+		tc.change()
+		s := x.Snapshot(before.Rev + 1)
+		list := s.Service("web").Instances
+		got := s.Versions(list)
+		if tc.ids != nil && !slices.Equal(ids(list), tc.ids) {
+			t.Fatalf("%s: instances %q, want %q", tc.name, ids(list), tc.ids)
+		}
+		for i, in := range list {
+			j := slices.IndexFunc(before.Service("web").Instances, func(o Instance) bool { return o.ID == in.ID })
+			wantChanged := slices.Contains(tc.changed, i) || j < 0
+			if changed := j < 0 || got[i] != prev[j]; changed != wantChanged {
+				t.Errorf("%s: %s number changed = %t, want %t (%d → %d)", tc.name, in.ID, changed, wantChanged, prev[max(j, 0)], got[i])
+			}
+		}
+	}
+	last := x.last
+	web := last.Service("web").Instances
+	for _, tc := range []struct {
+		name string
+		list []Instance
+	}{
+		{"part", web[1:]},
+		{"copy", slices.Clone(web)},
+		{"routable", last.Service("web").Routable()},
+		{"replaced Instances", last.With(&Service{Name: "web", Instances: slices.Clone(web)}).Service("web").Instances},
+	} {
+		if got := last.Versions(tc.list); got != nil {
+			t.Errorf("Versions(%s) = %v, want nil", tc.name, got)
+		}
+	}
+	// A copy of the Service struct with other Instances has none either.
+	cp := *last.Service("web")
+	cp.Instances = slices.Clone(web)
+	if got := last.With(&cp).Versions(cp.Instances); got != nil {
+		t.Errorf("Versions(Instances of a copied Service) = %v, want nil", got)
+	}
+	// A new Index (a reader's resync) numbers its records anew.
+	y := NewIndex(k)
+	for _, in := range web {
+		putInstance(t, y, in)
+	}
+	ys := y.Snapshot(1)
+	for i, v := range ys.Versions(ys.Service("web").Instances) {
+		if slices.Contains(last.Versions(web), v) {
+			t.Errorf("new Index: %s has number %d, which the old Index used", web[i].ID, v)
+		}
 	}
 }
