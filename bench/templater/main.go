@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -60,6 +61,7 @@ type options struct {
 	bin, tmpl      string
 	env            []string // added to the templater process's environment
 	keys           []string // free-form keys put before the run, as key=value
+	memprofile     string   // heap profile of the in-process templater after its changes
 }
 
 func main() {
@@ -73,6 +75,7 @@ func main() {
 	flag.StringVar(&o.bin, "templater", "bin/templater", "templater binary (go build -o bin/ ./cmd/templater)")
 	flag.StringVar(&o.tmpl, "template", "examples/haproxy/haproxy.cfg.tmpl", "template to render")
 	env := flag.String("templater-env", "", "comma-separated `NAME=value` pairs for the templater process (e.g. GOMEMLIMIT=24MiB)")
+	flag.StringVar(&o.memprofile, "memprofile", "", "write a heap profile of this process after the in-process templater's changes (the last size run) to `file`")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of this process (etcd and the in-process templater) to `file`")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -361,7 +364,11 @@ func (c *cluster) inProcess(ctx context.Context, o options, raw *propagation.Flo
 		return nil, nil, err
 	}
 	fmt.Printf("- in-process templater: first file %s after start\n", time.Since(t0).Round(time.Millisecond))
-	return c.sequential(ctx, o.changes, raw, dest, ev)
+	rawS, prop, err = c.sequential(ctx, o.changes, raw, dest, ev)
+	if err == nil && o.memprofile != "" {
+		err = writeHeapProfile(o.memprofile)
+	}
+	return rawS, prop, err
 }
 
 // sequential times changes, one outstanding, each after one raw sample.
@@ -597,3 +604,15 @@ func summary(s []time.Duration) string {
 
 // pct and ms are shared with bench/traffic, so both report alike.
 var pct, ms = propagation.Pct, propagation.MS
+
+// writeHeapProfile writes a heap profile of this process to path, after a
+// collection, so that it shows what stays live.
+func writeHeapProfile(path string) error {
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return pprof.WriteHeapProfile(f)
+}
