@@ -204,9 +204,16 @@ func underLoad(ctx context.Context, o options, live bool) (row, note string, err
 		}
 	}
 	slices.Sort(byReason)
+	// Live-first: haproxy may show the last change one check before the
+	// file does, so the file gets a few seconds to catch up.
 	verify := "live state = file"
-	if err := l.VerifyFile(); err != nil {
-		verify = err.Error()
+	deadline := time.Now().Add(10 * time.Second)
+	for err := l.VerifyFile(); err != nil; err = l.VerifyFile() {
+		if time.Now().After(deadline) {
+			verify = err.Error()
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // polling the file, not synchronising a test
 	}
 	row = fmt.Sprintf("| %s | %d (%d writes) | %g | %d | %d | %d | %s |", mode(live), lab.HitlessMix.Total(), writes,
 		reloads, res.Requests, res.Non2xx, res.Errors, res.P99.Round(10*time.Microsecond))
