@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io/fs"
-	"os"
 	"slices"
 	"time"
 
@@ -49,7 +48,7 @@ func (t *Target) plan(ctx context.Context, snap *schema.Snapshot, force bool) (*
 		t.metrics.guard(t.cfg.Name, GuardPanic)
 		t.log.Warn("panic threshold: too few routable instances, rendering all of them", "service", name, "rev", snap.Rev)
 	}
-	old, readErr := os.ReadFile(t.cfg.Destination)
+	old, readErr := t.readDestination()
 	if readErr != nil && !errors.Is(readErr, fs.ErrNotExist) {
 		return nil, &Error{Template: t.cfg.Name, Stage: StageWrite, Err: readErr}
 	}

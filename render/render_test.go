@@ -624,3 +624,42 @@ func emptySnapshot(t testing.TB) *schema.Snapshot {
 	s, _ := snapshot(t, map[string]string{})
 	return s
 }
+
+// TestDestinationEditedByHand: the target remembers what it wrote, but a
+// file changed behind its back since (here: the same size, so only the
+// file's identity and time tell) is read again, and the next apply puts
+// the rendered bytes back.
+func TestDestinationEditedByHand(t *testing.T) {
+	dest := filepath.Join(t.TempDir(), "out.conf")
+	src := newMemSource(t, map[string]string{"/rewire/app/msg": "hello"})
+	tg := mkTarget(t, "edit", "msg {{ key \"app/msg\" }}\n", render.TargetConfig{Destination: dest}, render.Options{})
+	for i, edit := range []func(){
+		func() { writeFile(t, dest, "msg HELLO\n") }, // in place: same inode and size
+		func() { // replaced: another inode, same size and time
+			st, err := os.Stat(dest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tmp := dest + ".new"
+			writeFile(t, tmp, "msg jello\n")
+			if err := os.Chtimes(tmp, st.ModTime(), st.ModTime()); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(tmp, dest); err != nil {
+				t.Fatal(err)
+			}
+		},
+	} {
+		if _, err := tg.Apply(t.Context(), src.Current()); err != nil {
+			t.Fatal(err)
+		}
+		edit()
+		changed, err := tg.Apply(t.Context(), src.Current())
+		if err != nil || !changed {
+			t.Fatalf("edit %d: Apply after a change by hand = %t, %v; want the file rewritten", i, changed, err)
+		}
+		if got := readFile(t, dest); got != "msg hello\n" {
+			t.Fatalf("edit %d: destination = %q, want the rendered bytes back", i, got)
+		}
+	}
+}
