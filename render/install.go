@@ -39,7 +39,6 @@ func (t *Target) install(ctx context.Context, p *planned) (*installed, error) {
 	if err := os.Rename(staged, t.cfg.Destination); err != nil {
 		return nil, &Error{Template: t.cfg.Name, Stage: StageWrite, Err: err}
 	}
-	t.remember(p.out)
 	return &installed{t: t, plan: p, prev: p.prev, existed: p.existed}, nil
 }
 
@@ -62,7 +61,6 @@ func (t *Target) writeAtomic(b []byte) error {
 		os.Remove(staged)
 		return err
 	}
-	t.remember(b)
 	return t.syncDir()
 }
 
@@ -101,35 +99,4 @@ func (t *Target) syncDir() error {
 	}
 	defer d.Close()
 	return d.Sync()
-}
-
-// remember notes b as what the destination now holds, with the file's
-// identity, so that the next plan need not read it back.
-func (t *Target) remember(b []byte) {
-	fi, err := os.Stat(t.cfg.Destination)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if err != nil || fi.Size() != int64(len(b)) {
-		t.written, t.writtenAt = nil, nil
-		return
-	}
-	t.written, t.writtenAt = b, fi
-}
-
-// readDestination returns the destination's bytes: those this target
-// last wrote while the file is still that file (same inode, size and
-// modification time), else read from disk (a change by hand, a first
-// run). A missing file is an fs.ErrNotExist error.
-func (t *Target) readDestination() ([]byte, error) {
-	fi, err := os.Stat(t.cfg.Destination)
-	if err != nil {
-		return nil, err
-	}
-	t.mu.Lock()
-	b, at := t.written, t.writtenAt
-	t.mu.Unlock()
-	if at != nil && os.SameFile(fi, at) && fi.Size() == at.Size() && fi.ModTime().Equal(at.ModTime()) {
-		return b, nil
-	}
-	return os.ReadFile(t.cfg.Destination)
 }

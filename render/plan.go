@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"os"
 	"slices"
 	"time"
 
@@ -48,7 +49,7 @@ func (t *Target) plan(ctx context.Context, snap *schema.Snapshot, force bool) (*
 		t.metrics.guard(t.cfg.Name, GuardPanic)
 		t.log.Warn("panic threshold: too few routable instances, rendering all of them", "service", name, "rev", snap.Rev)
 	}
-	old, readErr := t.readDestination()
+	old, readErr := os.ReadFile(t.cfg.Destination)
 	if readErr != nil && !errors.Is(readErr, fs.ErrNotExist) {
 		return nil, &Error{Template: t.cfg.Name, Stage: StageWrite, Err: readErr}
 	}

@@ -625,16 +625,34 @@ func emptySnapshot(t testing.TB) *schema.Snapshot {
 	return s
 }
 
-// TestDestinationEditedByHand: the target remembers what it wrote, but a
-// file changed behind its back since (here: the same size, so only the
-// file's identity and time tell) is read again, and the next apply puts
-// the rendered bytes back.
+// TestDestinationEditedByHand: a file changed behind the templater's
+// back is put back by the next apply, however the change hides itself:
+// the same size, the modification time restored (cp -p, rsync -t), or
+// another file renamed over it. A cache of what was last written, keyed
+// on the file's identity, size and time, would miss some of these.
 func TestDestinationEditedByHand(t *testing.T) {
 	dest := filepath.Join(t.TempDir(), "out.conf")
 	src := newMemSource(t, map[string]string{"/rewire/app/msg": "hello"})
 	tg := mkTarget(t, "edit", "msg {{ key \"app/msg\" }}\n", render.TargetConfig{Destination: dest}, render.Options{})
 	for i, edit := range []func(){
 		func() { writeFile(t, dest, "msg HELLO\n") }, // in place: same inode and size
+		func() { // in place, with its modification time put back
+			st, err := os.Stat(dest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.OpenFile(dest, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt([]byte("HELLO"), 4); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			if err := os.Chtimes(dest, st.ModTime(), st.ModTime()); err != nil {
+				t.Fatal(err)
+			}
+		},
 		func() { // replaced: another inode, same size and time
 			st, err := os.Stat(dest)
 			if err != nil {

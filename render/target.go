@@ -46,13 +46,8 @@ type Target struct {
 	lastChange   time.Time
 	lastApply    string // how the last change reached its consumer
 	drift        string // the running process differs from the file and cannot be repaired live
-	// written is the destination's bytes as this target last put them
-	// there, and writtenAt the file as it was then: while it is the same
-	// file (inode, size, modification time) it need not be read again.
-	written   []byte
-	writtenAt os.FileInfo
-	held      *hold
-	heldSince time.Time
+	held         *hold
+	heldSince    time.Time
 	// baseline is every instance the file showed since baselineAt, up to
 	// a hold window ago (instances added since are added to it, removed
 	// ones stay): the fraction guards add removals up against it.
