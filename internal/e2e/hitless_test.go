@@ -126,9 +126,17 @@ func TestHitlessLive(t *testing.T) {
 	if n := sumPrefix(delta, "templater_haproxy_live_changes_total{"); n < float64(writes) {
 		t.Errorf("templater_haproxy_live_changes_total grew by %g, want at least %d (one per write)", n, writes)
 	}
-	if err := l.VerifyFile(); err != nil {
-		t.Errorf("at the end, haproxy's live state differs from the rendered file: %v", err)
-	}
+	// Live-first: haproxy takes a server change before the new file is
+	// checked and written, so the file may be one check behind at the end.
+	last := ""
+	waitFor(t, 10*time.Second, "the rendered file to equal haproxy's live state (live-first moves haproxy one check ahead)", func() bool {
+		err := l.VerifyFile()
+		if err != nil && err.Error() != last {
+			last = err.Error()
+			t.Logf("the file and haproxy's live state differ (for now?): %v", err)
+		}
+		return err == nil
+	})
 }
 
 // TestHitlessFallback checks the two ways a change does not go live: a
