@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -225,12 +226,20 @@ func (c *Config) findDefaults(name string) *Section {
 
 // defaultServer returns the default-server options a defaults section
 // passes on: those it inherits, then its own.
-func (s *Section) defaultServer() []string {
+func (s *Section) defaultServer() []string { return s.defaultsAt(math.MaxInt) }
+
+// defaultsAt returns the default-server options in effect on line num of
+// the section, as Parse collects them: those its defaults section passes
+// on, then its own lines before num.
+func (s *Section) defaultsAt(num int) []string {
 	var opts []string
 	if s.Defaults != nil && s.Defaults != s {
 		opts = s.Defaults.defaultServer()
 	}
 	for _, l := range s.Lines {
+		if l.Num >= num {
+			break
+		}
 		if l.Keyword() == "default-server" {
 			opts = append(opts, splitOptions(splitWords(l.Text)[1:])...)
 		}

@@ -21,18 +21,30 @@ type memoLine struct {
 // memoKey is a server line with the default-server options in effect.
 type memoKey struct{ defaults, raw string }
 
+// newMemoLine splits raw as Parse reads a line.
+func newMemoLine(raw []byte) memoLine {
+	words, comment := splitLine(string(raw))
+	return memoLine{words: words, comment: comment, text: strings.Join(words, " ")}
+}
+
+// server parses l, a server line of at least three words, at line num
+// with the default-server options in effect.
+func (l memoLine) server(num int, defaults []string) Server {
+	srv := newServer(num, l.words[1], l.words[2], defaults, l.words[3:])
+	srv.Drain = hasDrainMark(l.comment)
+	return srv
+}
+
 func (m *parseMemo) line(raw []byte) memoLine {
 	if m == nil {
-		words, comment := splitLine(string(raw))
-		return memoLine{words: words, comment: comment, text: strings.Join(words, " ")}
+		return newMemoLine(raw)
 	}
 	if l, ok := m.nextLines[string(raw)]; ok {
 		return l
 	}
 	l, ok := m.lines[string(raw)]
 	if !ok {
-		words, comment := splitLine(string(raw))
-		l = memoLine{words: words, comment: comment, text: strings.Join(words, " ")}
+		l = newMemoLine(raw)
 	}
 	m.nextLines[string(raw)] = l
 	return l
@@ -40,9 +52,7 @@ func (m *parseMemo) line(raw []byte) memoLine {
 
 func (m *parseMemo) server(num int, raw []byte, defaults []string, defKey *string, l memoLine) Server {
 	if m == nil {
-		srv := newServer(num, l.words[1], l.words[2], defaults, l.words[3:])
-		srv.Drain = hasDrainMark(l.comment)
-		return srv
+		return l.server(num, defaults)
 	}
 	if *defKey == "" && len(defaults) > 0 {
 		*defKey = strings.Join(defaults, "\x00")
@@ -51,8 +61,7 @@ func (m *parseMemo) server(num int, raw []byte, defaults []string, defKey *strin
 	srv, ok := m.nextServers[k]
 	if !ok {
 		if srv, ok = m.servers[k]; !ok {
-			srv = newServer(num, l.words[1], l.words[2], defaults, l.words[3:])
-			srv.Drain = hasDrainMark(l.comment)
+			srv = l.server(num, defaults)
 		}
 		m.nextServers[k] = srv
 	}

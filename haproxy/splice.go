@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"slices"
 	"sort"
-	"strings"
 )
 
 // splice is the fast path for the change a registry makes most: the same
@@ -37,8 +36,9 @@ func splice(prevText []byte, prev *Config, next []byte) (cfg *Config, plan Plan,
 		var la, lb []byte
 		la, a, _ = bytes.Cut(a[start:], []byte("\n"))
 		lb, b, _ = bytes.Cut(b[start:], []byte("\n"))
-		wa, _ := splitLine(string(la))
-		wb, cb := splitLine(string(lb))
+		wa := splitWords(string(la))
+		nl := newMemoLine(lb)
+		wb := nl.words
 		if len(wa) < 3 || len(wb) < 3 || wa[0] != "server" || wb[0] != "server" || wa[1] != wb[1] {
 			return nil, Plan{}, false
 		}
@@ -46,10 +46,8 @@ func splice(prevText []byte, prev *Config, next []byte) (cfg *Config, plan Plan,
 		if !found {
 			return nil, Plan{}, false
 		}
-		sec := prev.Sections[si]
-		srv := newServer(num, wb[1], wb[2], sec.defaultsAt(num), wb[3:])
-		srv.Drain = hasDrainMark(cb)
-		edits = append(edits, edit{si, ki, li, srv, strings.Join(wb, " ")})
+		srv := nl.server(num, prev.Sections[si].defaultsAt(num))
+		edits = append(edits, edit{si, ki, li, srv, nl.text})
 		num++
 	}
 	if len(edits) == 0 {
@@ -110,24 +108,6 @@ func (c *Config) serverAt(num int) (si, ki, li int, ok bool) {
 	}
 	li, ok = slices.BinarySearchFunc(sec.Lines, num, func(l Line, n int) int { return l.Num - n })
 	return si, ki, li, ok
-}
-
-// defaultsAt returns the default-server options in effect on line num of
-// the section, as Parse collects them.
-func (s *Section) defaultsAt(num int) []string {
-	var opts []string
-	if s.Defaults != nil {
-		opts = s.Defaults.defaultServer()
-	}
-	for _, l := range s.Lines {
-		if l.Num >= num {
-			break
-		}
-		if l.Keyword() == "default-server" {
-			opts = append(opts, splitOptions(splitWords(l.Text)[1:])...)
-		}
-	}
-	return opts
 }
 
 // spliceable reports whether every backend and listen section of c has a
