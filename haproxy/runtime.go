@@ -144,8 +144,9 @@ type Runtime struct {
 		text []byte
 		cfg  *Config
 		err  error
-		// spliceable: the next change may be spliced onto cfg (see splice).
-		spliceable bool
+		// spliceable: the next change may be spliced onto cfg (see
+		// splice); known once checked, on the first splice after a parse.
+		spliceable, checked bool
 	}
 }
 
@@ -166,7 +167,7 @@ func (r *Runtime) parse(text []byte) (*Config, error) {
 	if r.last.text == nil || !bytes.Equal(r.last.text, text) {
 		cfg, err := parse(text, &r.memo)
 		r.last.text, r.last.cfg, r.last.err = text, cfg, err
-		r.last.spliceable = err == nil && cfg.spliceable()
+		r.last.checked = false
 	}
 	return r.last.cfg, r.last.err
 }
@@ -177,7 +178,13 @@ func (r *Runtime) parse(text []byte) (*Config, error) {
 func (r *Runtime) splice(prev, next []byte) (prevCfg, nextCfg *Config, plan Plan, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.last.spliceable || !bytes.Equal(r.last.text, prev) {
+	if r.last.cfg == nil || !bytes.Equal(r.last.text, prev) {
+		return nil, nil, Plan{}, false
+	}
+	if !r.last.checked {
+		r.last.spliceable, r.last.checked = r.last.cfg.spliceable(), true
+	}
+	if !r.last.spliceable {
 		return nil, nil, Plan{}, false
 	}
 	prevCfg = r.last.cfg
