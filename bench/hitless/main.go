@@ -207,13 +207,8 @@ func underLoad(ctx context.Context, o options, live bool) (row, note string, err
 	// Live-first: haproxy may show the last change one check before the
 	// file does, so the file gets a few seconds to catch up.
 	verify := "live state = file"
-	deadline := time.Now().Add(10 * time.Second)
-	for err := l.VerifyFile(); err != nil; err = l.VerifyFile() {
-		if time.Now().After(deadline) {
-			verify = err.Error()
-			break
-		}
-		time.Sleep(20 * time.Millisecond) // polling the file, not synchronising a test
+	if err := lab.Poll(ctx, 10*time.Second, "the file to equal haproxy's live state", l.VerifyFile); err != nil {
+		verify = err.Error()
 	}
 	row = fmt.Sprintf("| %s | %d (%d writes) | %g | %d | %d | %d | %s |", mode(live), lab.HitlessMix.Total(), writes,
 		reloads, res.Requests, res.Non2xx, res.Errors, res.P99.Round(10*time.Microsecond))

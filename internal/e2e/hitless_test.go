@@ -128,15 +128,9 @@ func TestHitlessLive(t *testing.T) {
 	}
 	// Live-first: haproxy takes a server change before the new file is
 	// checked and written, so the file may be one check behind at the end.
-	last := ""
-	waitFor(t, 10*time.Second, "the rendered file to equal haproxy's live state (live-first moves haproxy one check ahead)", func() bool {
-		err := l.VerifyFile()
-		if err != nil && err.Error() != last {
-			last = err.Error()
-			t.Logf("the file and haproxy's live state differ (for now?): %v", err)
-		}
-		return err == nil
-	})
+	if err := lab.Poll(t.Context(), 10*time.Second, "the rendered file to equal haproxy's live state", l.VerifyFile); err != nil {
+		t.Errorf("at the end, haproxy's live state differs from the rendered file: %v", err)
+	}
 }
 
 // TestHitlessFallback checks the two ways a change does not go live: a
