@@ -108,7 +108,7 @@ type hold struct {
 // guardInput is what the guards compare.
 type guardInput struct {
 	applied  *schema.Snapshot // what the file reflects now
-	baseline *schema.Snapshot // what it reflected up to Hold ago
+	baseline *baseline        // what it reflected since up to Hold ago
 	snap     *schema.Snapshot // the new snapshot
 	names    []string         // the services the file and the new render read
 	since    time.Time        // when the current hold began; zero if none
@@ -123,7 +123,7 @@ func (g Guards) evaluate(in guardInput) (h *hold, expired bool) {
 		return nil, false
 	}
 	if in.baseline == nil {
-		in.baseline = in.applied
+		in.baseline = newBaseline(in.applied)
 	}
 	bounded := in.since.IsZero() || in.now.Before(in.since.Add(g.hold()))
 	var reasons [3]string // by priority: min_servers, fraction, mass expiry
@@ -140,7 +140,7 @@ func (g Guards) evaluate(in guardInput) (h *hold, expired bool) {
 		}
 		// Judged against everything the file showed over the window (the
 		// baseline and now), so removals in several renders add up.
-		removed, of := worstRemoval(in.baseline.Service(name), cur, after)
+		removed, of := worstRemoval(in.baseline.service(name), cur, after)
 		templateRemoved += removed
 		if g.MaxRemovedFraction > 0 && removed > 0 && float64(removed) > g.MaxRemovedFraction*float64(of) {
 			if !bounded {
@@ -228,41 +228,17 @@ func missing(before, after *schema.Service) int {
 // the file showed over the window) after lacks, and of how many. The
 // union counts a service registered after the baseline was taken, and
 // does not count instances added since as removed from a smaller base.
-func worstRemoval(base, cur, after *schema.Service) (removed, of int) {
-	if cur == base || base == nil {
+func worstRemoval(base baseIDs, cur, after *schema.Service) (removed, of int) {
+	if len(base.gone) == 0 && (base.sv == cur || base.sv == nil) {
 		return missing(cur, after), count(cur)
 	}
-	if cur == nil {
-		return missing(base, after), count(base)
-	}
-	b, c := base.Instances, cur.Instances
-	var a []schema.Instance
-	if after != nil {
-		a = after.Instances
-	}
-	i, j, k := 0, 0, 0
-	for i < len(b) || j < len(c) {
-		var id string
-		switch {
-		case j == len(c) || (i < len(b) && b[i].ID < c[j].ID):
-			id = b[i].ID
-			i++
-		case i == len(b) || c[j].ID < b[i].ID:
-			id = c[j].ID
-			j++
-		default: // in both
-			id = c[j].ID
-			i++
-			j++
-		}
+	w := idWalk{lists: [2][]schema.Instance{instances(base.sv), instances(cur)}, gone: base.gone}
+	w.each(after, func(_ string, lacked bool) {
 		of++
-		for k < len(a) && a[k].ID < id {
-			k++
-		}
-		if k == len(a) || a[k].ID != id {
+		if lacked {
 			removed++
 		}
-	}
+	})
 	return removed, of
 }
 
@@ -298,42 +274,16 @@ func restore(cur, after *schema.Service) *schema.Service {
 	return sv
 }
 
-// accumulate returns base with every instance of snap it lacks added, so
-// that the baseline holds everything the file showed over the window:
-// removals spread over several renders then add up against the most the
-// file had, not against one moment.
-func accumulate(base, snap *schema.Snapshot) *schema.Snapshot {
-	var add []*schema.Service
-	for _, name := range snap.ServiceNames() {
-		b, s := base.Service(name), snap.Service(name)
-		switch {
-		case b == s:
-		case b == nil:
-			if count(s) > 0 {
-				add = append(add, s)
-			}
-		default:
-			if sv := restore(s, b); sv != nil { // nil: nothing new
-				add = append(add, sv)
-			}
-		}
-	}
-	if len(add) == 0 {
-		return base
-	}
-	return base.With(add...)
-}
-
 // fleetRemoved counts the instances of every service that the file
 // showed over the window (baseline or applied) and that are gone from
 // snap, and all of those instances.
-func fleetRemoved(baseline, applied, snap *schema.Snapshot) (lost, before int) {
+func fleetRemoved(base *baseline, applied, snap *schema.Snapshot) (lost, before int) {
 	names := applied.ServiceNames()
-	if baseline != applied {
-		names = unionSorted(baseline.ServiceNames(), names)
+	if base.snap != applied || len(base.gone) > 0 {
+		names = unionSorted(base.names(), names)
 	}
 	for _, name := range names {
-		r, n := worstRemoval(baseline.Service(name), applied.Service(name), snap.Service(name))
+		r, n := worstRemoval(base.service(name), applied.Service(name), snap.Service(name))
 		lost += r
 		before += n
 	}

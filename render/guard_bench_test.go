@@ -25,7 +25,7 @@ func BenchmarkGuards(b *testing.B) {
 			deps.all(applied)
 			names := deps.Services()
 			g := DefaultGuards()
-			in := guardInput{applied: applied, baseline: applied, snap: snap, names: names, now: time.Now()}
+			in := guardInput{applied: applied, baseline: newBaseline(applied), snap: snap, names: names, now: time.Now()}
 			b.ReportAllocs()
 			for b.Loop() {
 				if h, _ := g.evaluate(in); h != nil {

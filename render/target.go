@@ -51,7 +51,7 @@ type Target struct {
 	// baseline is every instance the file showed since baselineAt, up to
 	// a hold window ago (instances added since are added to it, removed
 	// ones stay): the fraction guards add removals up against it.
-	baseline   *schema.Snapshot
+	baseline   *baseline // nil while the guards are off
 	baselineAt time.Time
 }
 
@@ -246,10 +246,13 @@ func (t *Target) commit(p *planned, changed bool, how string) {
 	if p.held == nil {
 		t.heldSince = time.Time{}
 		now := time.Now()
-		if t.baseline == nil || p.expired || now.Sub(t.baselineAt) >= t.cfg.Guards.hold() {
-			t.baseline, t.baselineAt = p.snap, now
-		} else if !t.cfg.Guards.off() {
-			t.baseline = accumulate(t.baseline, p.snap)
+		switch {
+		case t.cfg.Guards.off():
+			t.baseline = nil
+		case t.baseline == nil || p.expired || now.Sub(t.baselineAt) >= t.cfg.Guards.hold():
+			t.baseline, t.baselineAt = newBaseline(p.snap), now
+		default:
+			t.baseline = t.baseline.add(p.snap)
 		}
 	}
 	if changed {
