@@ -53,6 +53,8 @@ type cell struct {
 	floorS, file, live, settled []time.Duration
 	polls                       int
 	metrics0                    map[string]float64
+	churnLive                   []time.Duration    // -interval: put → live of each flip
+	churnDelta                  map[string]float64 // -interval: the templater's metrics over the churn
 }
 
 // startCell starts etcd, the lab and the floor watch of one configuration.

@@ -22,6 +22,12 @@
 //  3. the next change waits until the templater has finished this one
 //     (its server-state file saved: the last step of a live change).
 //
+// With -interval, each configuration then gets -changes more flips, one
+// every -interval without waiting for the previous ones (open loop), and
+// the table shows their put → live: what a change waits for while the
+// templater is still busy with an earlier one (its check, its
+// verification).
+//
 // Every wait has a deadline (-timeout), every loop a bound (-changes);
 // everything runs on loopback.
 package main
@@ -43,7 +49,7 @@ type options struct {
 	instances, layouts           []int
 	checks                       []bool
 	changes, warmup              int
-	poll, timeout                time.Duration
+	poll, timeout, interval      time.Duration
 	liveFirst, cacheServers      bool
 }
 
@@ -59,6 +65,7 @@ func main() {
 	flag.IntVar(&o.warmup, "warmup", 3, "untimed flips per configuration before them")
 	flag.DurationVar(&o.poll, "poll", time.Millisecond, "interval between two polls of the changed server's live state")
 	flag.DurationVar(&o.timeout, "timeout", 30*time.Second, "deadline of each wait (a change to show, the templater to finish it)")
+	flag.DurationVar(&o.interval, "interval", 0, "after the rounds, send -changes flips to each configuration in turn, one every `D`, without waiting for the previous ones, and time each one's put → live (0: off)")
 	flag.BoolVar(&o.liveFirst, "live-first", true, "live-first on (the default); false: a server change waits for its check (haproxy: {live_first: false})")
 	flag.BoolVar(&o.cacheServers, "cache-servers", true, "set haproxy/cache_servers true (the example's advice for services of thousands of instances: each server line cached on its own)")
 	flag.Parse()
@@ -161,5 +168,17 @@ func run(ctx context.Context, o options) error {
 	if err := report(o, cells); err != nil {
 		return err
 	}
-	return breakdown(ctx, o, cells)
+	if err := breakdown(ctx, o, cells); err != nil {
+		return err
+	}
+	if o.interval <= 0 {
+		return nil
+	}
+	for _, c := range cells {
+		if err := c.churn(ctx, o); err != nil {
+			return err
+		}
+	}
+	reportChurn(o, cells)
+	return nil
 }

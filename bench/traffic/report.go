@@ -96,15 +96,7 @@ func report(o options, cells []*cell) error {
 			return err
 		}
 		d := lab.Delta(c.metrics0, after)
-		sum := func(prefix string) float64 {
-			t := 0.0
-			for k, v := range d {
-				if strings.HasPrefix(k, prefix) {
-					t += v
-				}
-			}
-			return t
-		}
+		sum := func(prefix string) float64 { return sumPrefix(d, prefix) }
 		rounds := sum("templater_render_duration_seconds_count")
 		mean := 0.0
 		if rounds > 0 {
@@ -126,6 +118,17 @@ func report(o options, cells []*cell) error {
 		}
 	}
 	return nil
+}
+
+// sumPrefix adds up the samples whose name (with labels) starts with prefix.
+func sumPrefix(samples map[string]float64, prefix string) float64 {
+	t := 0.0
+	for k, v := range samples {
+		if strings.HasPrefix(k, prefix) {
+			t += v
+		}
+	}
+	return t
 }
 
 func yesNo(b bool) string {
