@@ -236,30 +236,65 @@ func TestGuardRemovalsAddUpAfterGrowth(t *testing.T) {
 // target keeps may hold on to the copies the file no longer reflects: a
 // baseline that kept the snapshot the window began with held a second
 // copy of every service that changed since, 2.7 MB at 10,000 instances.
+// A template that does not read the changed service (web only, api
+// changes) must not keep them either.
 func TestGuardBaselineKeepsNoOldRecords(t *testing.T) {
-	for _, guards := range []render.Guards{render.DefaultGuards(), {}} {
-		t.Run(fmt.Sprintf("guards off %v", guards == render.Guards{}), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				src := newMemSource(t, fleet(10, "web", "api"))
-				first := src.Current()
-				web, api := weak.Make(&first.Service("web").Instances[0]), weak.Make(&first.Service("api").Instances[0])
-				first = nil
-				tg := mkTarget(t, "site", everyTmpl, render.TargetConfig{Guards: guards}, render.Options{})
-				startRunner(t, render.RunnerOptions{Source: src, Targets: []*render.Target{tg}})
-				synctest.Wait()
+	templates := []struct {
+		name, text string
+		readsAPI   bool
+	}{{"every service", everyTmpl, true}, {"web only", webTmpl, false}}
+	for _, tmpl := range templates {
+		for _, guards := range []render.Guards{render.DefaultGuards(), {}} {
+			t.Run(fmt.Sprintf("%s, guards off %v", tmpl.name, guards == render.Guards{}), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					src := newMemSource(t, fleet(10, "web", "api"))
+					first := src.Current()
+					api := weak.Make(&first.Service("api").Instances[0])
+					first = nil
+					tg := mkTarget(t, "site", tmpl.text, render.TargetConfig{Guards: guards}, render.Options{})
+					startRunner(t, render.RunnerOptions{Source: src, Targets: []*render.Target{tg}})
+					synctest.Wait()
 
-				k, v := rec("web", "web-1", "critical")
-				k2, v2 := rec("api", "api-2", "critical")
-				src.change(t, map[string]string{k: v, k2: v2})
-				synctest.Wait()
-				if got := readFile(t, tg.Destination()); !strings.Contains(got, "server web-1 critical") || !strings.Contains(got, "server api-2 critical") {
-					t.Fatalf("destination = %q, want both health changes", got)
-				}
-				runtime.GC()
-				if web.Value() != nil || api.Value() != nil {
-					t.Errorf("the first snapshot's records are still reachable (web %v, api %v) after both services changed: something keeps an old copy of them", web.Value() != nil, api.Value() != nil)
-				}
+					for _, id := range []string{"api-2", "api-3"} {
+						k, v := rec("api", id, "critical")
+						src.change(t, map[string]string{k: v})
+						synctest.Wait()
+					}
+					if got := readFile(t, tg.Destination()); tmpl.readsAPI != strings.Contains(got, "server api-3 critical") {
+						t.Fatalf("destination = %q, want api-3 critical only if the template reads api", got)
+					}
+					runtime.GC()
+					if api.Value() != nil {
+						t.Errorf("the first snapshot's api records are still reachable after api changed twice: something keeps an old copy of them")
+					}
+				})
 			})
-		})
+		}
 	}
+}
+
+// TestGuardOldRemovalsDoNotAddUp: the window over which removals add up
+// is the hold (60 s by default), also for a template that does not read
+// the services that lost instances. Six of ten api instances vanish; an
+// hour later one of ten web instances goes. That is 1 of 14 within the
+// window, not 7 of 20: the mass-expiry guard (30%) must let it through.
+func TestGuardOldRemovalsDoNotAddUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newMemSource(t, fleet(10, "web", "api"))
+		tg := mkTarget(t, "site", webTmpl, render.TargetConfig{Guards: render.DefaultGuards()}, render.Options{})
+		startRunner(t, render.RunnerOptions{Source: src, Targets: []*render.Target{tg}})
+		synctest.Wait()
+
+		src.change(t, nil, instKeys("api", 1, 2, 3, 4, 5, 6)...)
+		synctest.Wait()
+		time.Sleep(time.Hour)
+		src.change(t, nil, instKeys("web", 1)...)
+		synctest.Wait()
+		if got := readFile(t, tg.Destination()); strings.Contains(got, "server web-1\n") || strings.Count(got, "server web-") != 9 {
+			t.Errorf("destination = %q, want web-1 gone and the 9 others kept", got)
+		}
+		if st := tg.Status(); st.HeldBy != "" {
+			t.Errorf("Status() = held by %s: %s; want nothing held (the api removals were an hour ago)", st.HeldBy, st.Held)
+		}
+	})
 }

@@ -32,7 +32,14 @@ func (t *Target) plan(ctx context.Context, snap *schema.Snapshot, force bool) (*
 	t.mu.Lock()
 	clean := !force && !t.tmplChanged && t.lastErr == nil && t.held == nil && t.deps != nil && !t.deps.Changed(snap)
 	if clean {
-		t.applied = snap // nothing it reads differs: the file reflects snap too
+		// Nothing it reads differs: the file reflects snap too, and so
+		// does the baseline, which would otherwise keep the records of
+		// the services the template does not read as they were.
+		t.freshBaseline(time.Now())
+		if t.baseline != nil {
+			t.baseline = t.baseline.add(snap)
+		}
+		t.applied = snap
 	}
 	t.mu.Unlock()
 	if clean {
@@ -75,7 +82,9 @@ func (t *Target) guard(ctx context.Context, p *planned) error {
 		return nil // nothing to judge: skip collecting the names on every render
 	}
 	t.mu.Lock()
-	in := guardInput{applied: t.applied, baseline: t.baseline, snap: p.snap, since: t.heldSince, now: time.Now(),
+	now := time.Now()
+	t.freshBaseline(now)
+	in := guardInput{applied: t.applied, baseline: t.baseline, snap: p.snap, since: t.heldSince, now: now,
 		names: unionSorted(t.deps.Services(), p.deps.Services())}
 	wasHeld := t.held
 	t.mu.Unlock()

@@ -230,6 +230,23 @@ func (t *Target) holdUntil() time.Time {
 	return t.held.until
 }
 
+// freshBaseline starts the guards' window again from the file's state
+// when no hold is active and the window is older than Hold: removals
+// older than that no longer add up with new ones. The guards judge a
+// change against the baseline, so this runs before they do, not only
+// after a change went out: a template whose services stayed quiet for an
+// hour would otherwise judge its next removal together with everything
+// that vanished from the registry in that hour. t.mu must be held.
+func (t *Target) freshBaseline(now time.Time) {
+	switch {
+	case t.cfg.Guards.off():
+		t.baseline = nil
+	case t.applied == nil || t.held != nil:
+	case t.baseline == nil || now.Sub(t.baselineAt) >= t.cfg.Guards.hold():
+		t.baseline, t.baselineAt = newBaseline(t.applied), now
+	}
+}
+
 // commit records that the destination now reflects p.snap, and moves the
 // guards' baseline on when no hold is active and it is older than the
 // hold window (or a hold just ran out: that removal is accepted).
