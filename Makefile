@@ -13,8 +13,10 @@ build:
 ## dist: the daemons as deployed (bin/dist/): without etcd's server code, so about
 ## 11 MB smaller and 6-7 MiB less resident memory; `--etcd embedded` then refuses.
 ## The templater is static (CGO_ENABLED=0): it looks up no user or group and
-## resolves names with Go's own resolver, and not mapping the C library saves
-## it 1.4 MiB of resident memory. The registrar keeps cgo: it resolves its
+## resolves names with Go's own resolver (/etc/hosts and DNS; a host name
+## known only to an NSS module such as sss or mdns does not resolve: give
+## etcd endpoints as addresses or DNS names), and not mapping the C library
+## saves it 1.4 MiB of resident memory. The registrar keeps cgo: it resolves its
 ## socket's owner and group through NSS, which may be LDAP or SSSD.
 dist:
 	CGO_ENABLED=0 $(GO) build -trimpath -tags noembed -o bin/dist/ ./cmd/templater

@@ -55,6 +55,7 @@ type cell struct {
 	metrics0                    map[string]float64
 	churnLive                   []time.Duration    // -interval: put → live of each flip
 	churnDelta                  map[string]float64 // -interval: the templater's metrics over the churn
+	churnSent                   time.Duration      // -interval: from the first flip to the last
 }
 
 // startCell starts etcd, the lab and the floor watch of one configuration.

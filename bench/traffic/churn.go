@@ -16,27 +16,46 @@ import (
 // busy with an earlier change (its check, its verification) waits for
 // it: that wait is what this mode shows and the one-at-a-time rounds
 // cannot. The flips go to distinct instances while they are in flight,
-// so each wait sees its own flip. Every wait has a deadline (o.timeout).
-func (c *cell) churn(ctx context.Context, o options) error {
+// so each wait sees its own flip; when every instance has one in flight,
+// the next flip waits for one to show. Every wait has a deadline
+// (o.timeout), and every goroutine ends before churn returns.
+func (c *cell) churn(ctx context.Context, o options) (err error) {
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
 		inFlight = map[string]bool{}
+		shown    = make(chan struct{}, 1) // a flip showed: an instance is free
 		firstErr error
 	)
-	fail := func(err error) {
+	defer wg.Wait()
+	setErr := func(e error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if firstErr == nil {
-			firstErr = err
+			firstErr = e
 		}
 	}
 	m0, err := c.lab.MetricSamples("templater_")
 	if err != nil {
 		return err
 	}
+	// pick returns an instance with no flip in flight, probing from a
+	// spread start; "" when all have one.
+	pick := func(k int) string {
+		mu.Lock()
+		defer mu.Unlock()
+		start := (k*7919 + 13) % len(c.ids)
+		for j := range len(c.ids) {
+			if id := c.ids[(start+j)%len(c.ids)]; !inFlight[id] {
+				inFlight[id] = true
+				return id
+			}
+		}
+		return ""
+	}
 	tick := time.NewTicker(o.interval)
 	defer tick.Stop()
+	t0 := time.Now()
 	for k := 0; k < o.changes; k++ {
 		if k > 0 {
 			select {
@@ -45,46 +64,48 @@ func (c *cell) churn(ctx context.Context, o options) error {
 			case <-tick.C:
 			}
 		}
-		mu.Lock()
-		id, err := "", firstErr
-		for j := range len(c.ids) {
-			if cand := c.ids[((k+j)*7919+13)%len(c.ids)]; !inFlight[cand] {
-				id = cand
-				break
+		id := pick(k)
+		for id == "" {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-shown:
+			case <-time.After(o.timeout):
+				return fmt.Errorf("%s: churn: no flip of %d in flight showed within %s", c, len(c.ids), o.timeout)
 			}
+			id = pick(k)
 		}
-		if id != "" {
-			inFlight[id] = true
-		}
+		mu.Lock()
+		stop := firstErr
 		mu.Unlock()
-		if err != nil {
-			break
-		}
-		if id == "" {
-			fail(fmt.Errorf("%s: all %d instances still in flight", c, len(c.ids)))
+		if stop != nil {
 			break
 		}
 		in := c.lab.Model[id]
 		critical := !in.Critical
-		t0 := time.Now()
+		put := time.Now()
 		if err := c.lab.Update(ctx, id, func(in *lab.Instance) { in.Critical = critical }); err != nil {
-			fail(err)
+			setErr(err)
 			break
 		}
 		wg.Go(func() {
-			d, _, err := c.waitLive(ctx, o, in.Service, c.sid[id], critical, t0)
+			d, _, err := c.waitLive(ctx, o, in.Service, c.sid[id], critical, put)
 			mu.Lock()
-			defer mu.Unlock()
 			delete(inFlight, id)
-			if err != nil {
-				if firstErr == nil {
-					firstErr = fmt.Errorf("%s: churn, %s critical=%t: %w", c, id, critical, err)
-				}
-				return
+			if err == nil {
+				c.churnLive = append(c.churnLive, d)
 			}
-			c.churnLive = append(c.churnLive, d)
+			mu.Unlock()
+			select { // wake a flip waiting for an instance; a full buffer already will
+			case shown <- struct{}{}:
+			default:
+			}
+			if err != nil {
+				setErr(fmt.Errorf("%s: churn, %s critical=%t: %w", c, id, critical, err))
+			}
 		})
 	}
+	c.churnSent = time.Since(t0)
 	wg.Wait()
 	if firstErr != nil {
 		return firstErr
@@ -97,12 +118,12 @@ func (c *cell) churn(ctx context.Context, o options) error {
 // reportChurn prints the open-loop table.
 func reportChurn(o options, cells []*cell) {
 	fmt.Printf("\nChurn: %d flips per configuration, one every %s without waiting for the previous one; put → live:\n\n", o.changes, o.interval)
-	fmt.Println("| layout | instances | check | put→live p50 / p90 / max | apply rounds | reloads |")
-	fmt.Println("|---|---:|---|---:|---:|---:|")
+	fmt.Println("| layout | instances | check | put→live p50 / p90 / max | flips sent over | apply rounds until the last flip was live | reloads |")
+	fmt.Println("|---|---:|---|---:|---:|---:|---:|")
 	for _, c := range cells {
 		d := c.churnLive
-		fmt.Printf("| %s | %d | %s | %s / %s / %s | %g | %g |\n", plural(c.services, "service"), c.instances, yesNo(c.check),
-			ms(pct(d, 50)), ms(pct(d, 90)), ms(pct(d, 100)),
+		fmt.Printf("| %s | %d | %s | %s / %s / %s | %s | %g | %g |\n", plural(c.services, "service"), c.instances, yesNo(c.check),
+			ms(pct(d, 50)), ms(pct(d, 90)), ms(pct(d, 100)), c.churnSent.Round(time.Millisecond),
 			sumPrefix(c.churnDelta, "templater_render_duration_seconds_count"), sumPrefix(c.churnDelta, "templater_reloads_total"))
 	}
 }
