@@ -108,7 +108,7 @@ type hold struct {
 // guardInput is what the guards compare.
 type guardInput struct {
 	applied  *schema.Snapshot // what the file reflects now
-	baseline *baseline        // what it reflected since up to Hold ago
+	baseline *baseline        // what it showed over the current window (at most Hold)
 	snap     *schema.Snapshot // the new snapshot
 	names    []string         // the services the file and the new render read
 	since    time.Time        // when the current hold began; zero if none
