@@ -176,23 +176,67 @@ func editInPlace(rng *rand.Rand, text string) string {
 	return strings.Join(lines, "\n")
 }
 
+// liveStateText is `show servers state` for n servers of backend web,
+// web-0 to web-(n-1), all ready, weight 100.
+func liveStateText(n int) string {
+	const header = "be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port"
+	var sb strings.Builder
+	sb.WriteString("1\n# " + header + "\n")
+	for i := range n {
+		fmt.Fprintf(&sb, "3 web %d web-%d 10.0.%d.%d 2 0 100 100 12 6 3 4 6 0 0 0 - 8080 - 0 0 - - 0\n", i+1, i, i/256, i%256)
+	}
+	return sb.String()
+}
+
 // BenchmarkParseLiveState parses `show servers state` for n servers, as
 // the runtime does to verify a live change and to save server state.
 func BenchmarkParseLiveState(b *testing.B) {
-	const header = "be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port"
 	for _, n := range []int{1000, 10000} {
-		var sb strings.Builder
-		sb.WriteString("1\n# " + header + "\n")
-		for i := range n {
-			fmt.Fprintf(&sb, "3 web %d web-%d 10.0.%d.%d 2 0 100 100 12 6 3 4 6 0 0 0 - 8080 - 0 0 - - 0\n", i+1, i, i/256, i%256)
-		}
-		out := sb.String()
+		out := liveStateText(n)
 		b.Run(fmt.Sprintf("servers=%d", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				ls, err := parseLiveState(out)
 				if err != nil || len(ls.States) != n {
 					b.Fatal(len(ls.States), err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkVerifySave is what the runtime does with the live state after
+// every live change, under the target's apply lock: Verify it against
+// the file, and write the server-state file from it (SaveState).
+func BenchmarkVerifySave(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		var cfg strings.Builder
+		cfg.WriteString("global\n    stats socket /tmp/x.sock level admin\n    server-state-file " + b.TempDir() + "/state\n\n")
+		cfg.WriteString("defaults\n    mode http\n    load-server-state-from-file global\n\nbackend web\n")
+		for i := range n {
+			fmt.Fprintf(&cfg, "    server web-%d 10.0.%d.%d:8080 weight 100\n", i, i/256, i%256)
+		}
+		c, err := Parse([]byte(cfg.String()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ls, err := parseLiveState(liveStateText(n))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("verify/servers=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := ls.Verify(c); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("save/servers=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if files, err := ls.SaveState(c); err != nil || len(files) != 1 {
+					b.Fatal(files, err)
 				}
 			}
 		})

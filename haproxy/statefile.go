@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -134,17 +133,18 @@ func SaveState(ctx context.Context, c *Client, cfg *Config) ([]string, error) {
 }
 
 // serversByName returns the configured servers by backend and name (the
-// first section and server of a name, as HAProxy takes them).
-func (c *Config) serversByName() map[string]map[string]Server {
-	servers := map[string]map[string]Server{}
+// first section and server of a name, as HAProxy takes them), pointing
+// into cfg's sections.
+func (c *Config) serversByName() map[string]map[string]*Server {
+	servers := map[string]map[string]*Server{}
 	for _, s := range c.Sections {
 		if _, dup := servers[s.Name]; dup || !hasServers(s.Kind) {
 			continue
 		}
-		byName := make(map[string]Server, len(s.Servers))
-		for _, srv := range s.Servers {
-			if _, dup := byName[srv.Name]; !dup {
-				byName[srv.Name] = srv
+		byName := make(map[string]*Server, len(s.Servers))
+		for i := range s.Servers {
+			if _, dup := byName[s.Servers[i].Name]; !dup {
+				byName[s.Servers[i].Name] = &s.Servers[i]
 			}
 		}
 		servers[s.Name] = byName
@@ -166,9 +166,17 @@ func (ls *LiveState) SaveState(cfg *Config) ([]string, error) {
 		}
 	}
 	servers := cfg.serversByName()
-	rows := map[string][][]string{} // by backend
+	// A line to write: a row of the answer with cfg's weight and admin
+	// state put in. Rows are written field by field, not copied.
+	type line struct {
+		row           []string
+		weight, admin int
+	}
+	lines := map[string][]line{} // by backend
+	size := 0                    // of every line, to size the file's buffer once
+	cBe, cName, cAddr, cPort := col["be_name"], col["srv_name"], col["srv_addr"], col["srv_port"]
 	for i, f := range tab.rows {
-		be, name := f[col["be_name"]], f[col["srv_name"]]
+		be, name := f[cBe], f[cName]
 		srv, ok := servers[be][name]
 		if !ok {
 			continue
@@ -177,8 +185,8 @@ func (ls *LiveState) SaveState(cfg *Config) ([]string, error) {
 		if err != nil {
 			continue
 		}
-		live, err := parseIP(f[col["srv_addr"]])
-		if err != nil || live.Unmap() != ip.Unmap() || f[col["srv_port"]] != strconv.Itoa(srv.Port) {
+		live, err := parseIP(f[cAddr])
+		if port, perr := strconv.Atoi(f[cPort]); err != nil || perr != nil || live.Unmap() != ip.Unmap() || port != srv.Port {
 			continue
 		}
 		// A server in maintenance is stopped and its checks are paused:
@@ -195,23 +203,36 @@ func (ls *LiveState) SaveState(cfg *Config) ([]string, error) {
 		case StateDrain:
 			admin = AdminFDrain
 		}
-		row := slices.Clone(f)
-		row[col["srv_uweight"]] = strconv.Itoa(srv.Weight)
-		row[col["srv_iweight"]] = strconv.Itoa(srv.Weight)
-		row[col["srv_admin_state"]] = strconv.Itoa(admin)
-		rows[be] = append(rows[be], row)
+		lines[be] = append(lines[be], line{f, srv.Weight, admin})
+		size += len(f) + 8 // separators, and room for the numbers put in
+		for _, field := range f {
+			size += len(field)
+		}
 	}
+	cUW, cIW, cAdmin := col["srv_uweight"], col["srv_iweight"], col["srv_admin_state"]
 	var written []string
 	for _, sf := range files {
-		var b strings.Builder
-		b.WriteString("1\n# " + strings.Join(tab.header, " ") + "\n")
+		b := make([]byte, 0, size+256)
+		b = append(b, "1\n# "+strings.Join(tab.header, " ")+"\n"...)
 		for _, be := range sf.Backends {
-			for _, row := range rows[be] {
-				b.WriteString(strings.Join(row, " "))
-				b.WriteByte('\n')
+			for _, l := range lines[be] {
+				for k, field := range l.row {
+					if k > 0 {
+						b = append(b, ' ')
+					}
+					switch k {
+					case cUW, cIW:
+						b = strconv.AppendInt(b, int64(l.weight), 10)
+					case cAdmin:
+						b = strconv.AppendInt(b, int64(l.admin), 10)
+					default:
+						b = append(b, field...)
+					}
+				}
+				b = append(b, '\n')
 			}
 		}
-		if err := writeAtomic(sf.Path, []byte(b.String())); err != nil {
+		if err := writeAtomic(sf.Path, b); err != nil {
 			return written, err
 		}
 		written = append(written, sf.Path)

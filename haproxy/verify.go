@@ -26,6 +26,9 @@ func (e *VerifyError) Unwrap() error { return ErrMismatch }
 func templateNames(sec *Section) map[string]bool {
 	names := map[string]bool{}
 	for _, l := range sec.Lines {
+		if l.Keyword() != "server-template" {
+			continue // without splitting every server line of a large backend
+		}
 		w := splitWords(l.Text)
 		if len(w) < 3 || w[0] != "server-template" {
 			continue
@@ -64,49 +67,45 @@ func Verify(ctx context.Context, c *Client, cfg *Config) error {
 
 // Verify is Verify on this answer.
 func (ls *LiveState) Verify(cfg *Config) error {
-	running := map[string]map[string]ServerState{}
-	for _, st := range ls.States {
-		if running[st.Backend] == nil {
-			running[st.Backend] = map[string]ServerState{}
+	// running: by backend and name, the index of the server's state.
+	// seen[i] is 1 + the index of the section whose server matched it.
+	running := map[string]map[string]int{}
+	for i, st := range ls.States {
+		m := running[st.Backend]
+		if m == nil {
+			m = map[string]int{}
+			running[st.Backend] = m
 		}
-		running[st.Backend][st.Name] = st
+		m[st.Name] = i
 	}
+	seen := make([]int, len(ls.States))
 	var bad []string
 	configured := map[string]bool{}
-	for _, sec := range cfg.Sections {
+	for k, sec := range cfg.Sections {
 		if !hasServers(sec.Kind) {
 			continue
 		}
 		configured[sec.Name] = true
-		inConfig := make(map[string]bool, len(sec.Servers))
-		for _, s := range sec.Servers {
-			inConfig[s.Name] = true
-			id := sec.Name + "/" + s.Name
-			st, ok := running[sec.Name][s.Name]
+		live := running[sec.Name]
+		for j := range sec.Servers {
+			s := &sec.Servers[j]
+			i, ok := live[s.Name]
 			if !ok {
-				bad = append(bad, id+": not running")
+				bad = append(bad, sec.Name+"/"+s.Name+": not running")
 				continue
 			}
-			if ip, err := parseIP(s.Addr); err == nil {
-				if rip, err := parseIP(st.Addr); err != nil || rip.Unmap() != ip.Unmap() {
-					bad = append(bad, fmt.Sprintf("%s: address %s, want %s", id, st.Addr, ip))
-				}
-			}
-			if (s.IsIP() || s.Port != 0) && st.Port != s.Port {
-				bad = append(bad, fmt.Sprintf("%s: port %d, want %d", id, st.Port, s.Port))
-			}
-			if st.Weight != s.Weight {
-				bad = append(bad, fmt.Sprintf("%s: weight %d, want %d", id, st.Weight, s.Weight))
-			}
-			if st.AdminMaint() != s.Disabled {
-				bad = append(bad, fmt.Sprintf("%s: admin state %#x, want maintenance %t", id, st.AdminState, s.Disabled))
-			} else if s.Drain && !s.Disabled && !st.Drain() {
-				bad = append(bad, fmt.Sprintf("%s: admin state %#x, want drain (%s)", id, st.AdminState, DrainMark))
-			}
+			seen[i] = k + 1
+			bad = s.mismatches(bad, sec.Name, &ls.States[i])
 		}
-		templated := templateNames(sec)
-		for name := range running[sec.Name] {
-			if !inConfig[name] && !templated[name] {
+		var templated map[string]bool // only when a running server is not in the config
+		for name, i := range live {
+			if seen[i] == k+1 {
+				continue
+			}
+			if templated == nil {
+				templated = templateNames(sec)
+			}
+			if !templated[name] {
 				bad = append(bad, sec.Name+"/"+name+": running but not in the config")
 			}
 		}
@@ -123,4 +122,27 @@ func (ls *LiveState) Verify(cfg *Config) error {
 		return &VerifyError{Mismatches: bad}
 	}
 	return nil
+}
+
+// mismatches appends how st, the running state of s in backend be,
+// differs from s.
+func (s *Server) mismatches(bad []string, be string, st *ServerState) []string {
+	id := func() string { return be + "/" + s.Name }
+	if ip, err := parseIP(s.Addr); err == nil {
+		if rip, err := parseIP(st.Addr); err != nil || rip.Unmap() != ip.Unmap() {
+			bad = append(bad, fmt.Sprintf("%s: address %s, want %s", id(), st.Addr, ip))
+		}
+	}
+	if (s.IsIP() || s.Port != 0) && st.Port != s.Port {
+		bad = append(bad, fmt.Sprintf("%s: port %d, want %d", id(), st.Port, s.Port))
+	}
+	if st.Weight != s.Weight {
+		bad = append(bad, fmt.Sprintf("%s: weight %d, want %d", id(), st.Weight, s.Weight))
+	}
+	if st.AdminMaint() != s.Disabled {
+		bad = append(bad, fmt.Sprintf("%s: admin state %#x, want maintenance %t", id(), st.AdminState, s.Disabled))
+	} else if s.Drain && !s.Disabled && !st.Drain() {
+		bad = append(bad, fmt.Sprintf("%s: admin state %#x, want drain (%s)", id(), st.AdminState, DrainMark))
+	}
+	return bad
 }
