@@ -1,9 +1,11 @@
 package haproxy
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -240,5 +242,54 @@ func BenchmarkVerifySave(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestAppendFieldsMatchesFields: the live state's splitter gives what
+// strings.Fields gives, on random lines of spaces, tabs, other ASCII
+// white space, words and non-ASCII runes (white space among them).
+func TestAppendFieldsMatchesFields(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	alphabet := []string{" ", "  ", "\t", "\r", "\v", "\f", "a", "bc", "-", "9", "é", "\u00a0", "\u2003"}
+	for range 5000 {
+		var b strings.Builder
+		for range rng.IntN(12) {
+			b.WriteString(alphabet[rng.IntN(len(alphabet))])
+		}
+		line := b.String()
+		prefix := []string{"kept"}
+		got := appendFields(slices.Clone(prefix), line)
+		if want := append(slices.Clone(prefix), strings.Fields(line)...); !slices.Equal(got, want) {
+			t.Fatalf("appendFields(%q) = %q, want %q", line, got, want)
+		}
+	}
+}
+
+// TestParseLiveStateErrors: every malformed answer is refused with what
+// is wrong, and a header without rows is an empty state.
+func TestParseLiveStateErrors(t *testing.T) {
+	const header = "# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_fqdn srv_port\n"
+	const row = "3 web 1 web-0 10.0.0.1 2 0 100 100 - 8080\n"
+	tests := []struct{ out, want string }{
+		{"", "empty answer"},
+		{"2\n" + header, `format "2", want 1`},
+		{"1\n" + row, "no header before"},
+		{"1\n" + header + "3 web 1\n", "3 fields for 11 columns"},
+		{"1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_fqdn\n3 web 1 web-0 10.0.0.1 2 0 100 100 -\n", "no column srv_port"},
+		{"1\n" + header + "3 web 1 web-0 10.0.0.1 2 0 x 100 - 8080\n", `srv_uweight = "x"`},
+	}
+	for _, tc := range tests {
+		_, err := parseLiveState(tc.out)
+		if err == nil || !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("parseLiveState(%q) = %v, want a protocol error naming %q", tc.out, err, tc.want)
+		}
+	}
+	ls, err := parseLiveState("1\n# be_id be_name\n")
+	if err != nil || len(ls.States) != 0 {
+		t.Errorf("header only: %v, %v; want no state and no error", ls, err)
+	}
+	ls, err = parseLiveState("1\n" + header + row + "\n" + row)
+	if err != nil || len(ls.States) != 2 || ls.States[1].Name != "web-0" || ls.States[1].FQDN != "" || ls.States[1].Port != 8080 || ls.States[0].Field("srv_name") != "web-0" {
+		t.Errorf("two rows: %+v, %v", ls, err)
 	}
 }

@@ -89,6 +89,7 @@ type stateTable struct {
 func parseStateTable(out string) (stateTable, error) {
 	var tab stateTable
 	version := ""
+	var fields []string // every row's fields, in one array
 	for line := range strings.Lines(out) {
 		line = strings.TrimSpace(line)
 		switch {
@@ -103,21 +104,48 @@ func parseStateTable(out string) (stateTable, error) {
 		case strings.HasPrefix(line, "#"):
 			if tab.header == nil {
 				tab.header = strings.Fields(strings.TrimPrefix(line, "#"))
+				n := strings.Count(out, "\n")
+				fields = make([]string, 0, n*len(tab.header))
+				tab.rows = make([][]string, 0, n)
 			}
 			continue
 		case tab.header == nil:
 			return tab, fmt.Errorf("%w: show servers state: no header before %q", ErrProtocol, truncate(line, 80))
 		}
-		f := strings.Fields(line)
-		if len(f) != len(tab.header) {
-			return tab, fmt.Errorf("%w: show servers state: %d fields for %d columns in %q", ErrProtocol, len(f), len(tab.header), truncate(line, 80))
+		start := len(fields)
+		fields = appendFields(fields, line)
+		if n := len(fields) - start; n != len(tab.header) {
+			return tab, fmt.Errorf("%w: show servers state: %d fields for %d columns in %q", ErrProtocol, n, len(tab.header), truncate(line, 80))
 		}
-		tab.rows = append(tab.rows, f)
+		tab.rows = append(tab.rows, fields[start:len(fields):len(fields)])
 	}
 	if version == "" {
 		return tab, fmt.Errorf("%w: show servers state: empty answer", ErrProtocol)
 	}
 	return tab, nil
+}
+
+// appendFields appends the fields of line as strings.Fields splits it,
+// without a slice of its own for each line: HAProxy's lines are ASCII,
+// and a line that is not goes through strings.Fields.
+func appendFields(dst []string, line string) []string {
+	n, start := len(dst), -1
+	for i := 0; i < len(line); i++ {
+		switch c := line[i]; {
+		case c >= 0x80:
+			return append(dst[:n], strings.Fields(line)...)
+		case c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r':
+			if start >= 0 {
+				dst, start = append(dst, line[start:i]), -1
+			}
+		case start < 0:
+			start = i
+		}
+	}
+	if start >= 0 {
+		dst = append(dst, line[start:])
+	}
+	return dst
 }
 
 // columns indexes a stateTable's header by name.
@@ -129,47 +157,46 @@ func columns(header []string) map[string]int {
 	return cols
 }
 
-// newServerState makes a ServerState of one row of a stateTable, whose
-// header cols indexes.
-func newServerState(cols map[string]int, f []string) (ServerState, error) {
-	st := ServerState{row: f, cols: cols}
-	var err error
-	field := func(col string) (string, bool) {
+// stateColumns are the columns a ServerState is made of, in the order a
+// missing one is reported.
+var stateColumns = [...]string{"be_id", "be_name", "srv_id", "srv_name", "srv_addr", "srv_port", "srv_fqdn",
+	"srv_op_state", "srv_admin_state", "srv_uweight", "srv_iweight"}
+
+// stateIndex finds stateColumns in cols, once for a whole answer.
+func stateIndex(cols map[string]int) (idx [len(stateColumns)]int, err error) {
+	for k, col := range stateColumns {
 		i, ok := cols[col]
 		if !ok {
-			return "", false
+			return idx, fmt.Errorf("%w: show servers state: no column %s", ErrProtocol, col)
 		}
-		return f[i], true
+		idx[k] = i
 	}
-	num := func(col string) int {
-		v, ok := field(col)
-		if !ok {
-			if err == nil {
-				err = fmt.Errorf("%w: show servers state: no column %s", ErrProtocol, col)
-			}
-			return 0
-		}
-		n, e := strconv.Atoi(v)
+	return idx, nil
+}
+
+// newServerState makes a ServerState of one row of a stateTable, whose
+// header cols indexes and idx locates stateColumns in.
+func newServerState(cols map[string]int, idx *[len(stateColumns)]int, f []string) (ServerState, error) {
+	st := ServerState{row: f, cols: cols}
+	var err error
+	num := func(k int) int {
+		n, e := strconv.Atoi(f[idx[k]])
 		if e != nil && err == nil {
-			err = fmt.Errorf("%w: show servers state: %s = %q", ErrProtocol, col, v)
+			err = fmt.Errorf("%w: show servers state: %s = %q", ErrProtocol, stateColumns[k], f[idx[k]])
 		}
 		return n
 	}
-	text := func(col string) string {
-		v, ok := field(col)
-		if !ok && err == nil {
-			err = fmt.Errorf("%w: show servers state: no column %s", ErrProtocol, col)
+	text := func(k int) string {
+		if v := f[idx[k]]; v != "-" {
+			return v
 		}
-		if v == "-" {
-			return ""
-		}
-		return v
+		return ""
 	}
-	st.BackendID, st.Backend = num("be_id"), text("be_name")
-	st.ID, st.Name = num("srv_id"), text("srv_name")
-	st.Addr, st.Port, st.FQDN = text("srv_addr"), num("srv_port"), text("srv_fqdn")
-	st.OpState, st.AdminState = num("srv_op_state"), num("srv_admin_state")
-	st.Weight, st.InitialWeight = num("srv_uweight"), num("srv_iweight")
+	st.BackendID, st.Backend = num(0), text(1)
+	st.ID, st.Name = num(2), text(3)
+	st.Addr, st.Port, st.FQDN = text(4), num(5), text(6)
+	st.OpState, st.AdminState = num(7), num(8)
+	st.Weight, st.InitialWeight = num(9), num(10)
 	return st, err
 }
 
@@ -223,8 +250,15 @@ func parseLiveState(out string) (*LiveState, error) {
 	}
 	ls := &LiveState{tab: tab, States: make([]ServerState, 0, len(tab.rows))}
 	cols := columns(tab.header)
+	if len(tab.rows) == 0 {
+		return ls, nil
+	}
+	idx, err := stateIndex(cols)
+	if err != nil {
+		return nil, err
+	}
 	for _, f := range tab.rows {
-		st, err := newServerState(cols, f)
+		st, err := newServerState(cols, &idx, f)
 		if err != nil {
 			return nil, err
 		}
