@@ -165,50 +165,7 @@ func (ls *LiveState) SaveState(cfg *Config) ([]string, error) {
 			return nil, fmt.Errorf("%w: show servers state: no column %s", ErrProtocol, h)
 		}
 	}
-	servers := cfg.serversByName()
-	// A line to write: a row of the answer with cfg's weight and admin
-	// state put in. Rows are written field by field, not copied.
-	type line struct {
-		row           []string
-		weight, admin int
-	}
-	lines := map[string][]line{} // by backend
-	size := 0                    // of every line, to size the file's buffer once
-	cBe, cName, cAddr, cPort := col["be_name"], col["srv_name"], col["srv_addr"], col["srv_port"]
-	for i, f := range tab.rows {
-		be, name := f[cBe], f[cName]
-		srv, ok := servers[be][name]
-		if !ok {
-			continue
-		}
-		ip, err := parseIP(srv.Addr)
-		if err != nil {
-			continue
-		}
-		live, err := parseIP(f[cAddr])
-		if port, perr := strconv.Atoi(f[cPort]); err != nil || perr != nil || live.Unmap() != ip.Unmap() || port != srv.Port {
-			continue
-		}
-		// A server in maintenance is stopped and its checks are paused:
-		// its operational state says nothing about its health. Loaded
-		// for a server the new config enables, it would keep the server
-		// down (for good when it has no checks to bring it up).
-		if st := ls.States[i]; st.Maint() || st.AdminMaint() {
-			continue
-		}
-		admin := 0
-		switch srv.state() {
-		case StateMaint:
-			admin = AdminFMaint | AdminCMaint
-		case StateDrain:
-			admin = AdminFDrain
-		}
-		lines[be] = append(lines[be], line{f, srv.Weight, admin})
-		size += len(f) + 8 // separators, and room for the numbers put in
-		for _, field := range f {
-			size += len(field)
-		}
-	}
+	lines, size := ls.stateLines(cfg, col)
 	cUW, cIW, cAdmin := col["srv_uweight"], col["srv_iweight"], col["srv_admin_state"]
 	var written []string
 	for _, sf := range files {
@@ -238,6 +195,57 @@ func (ls *LiveState) SaveState(cfg *Config) ([]string, error) {
 		written = append(written, sf.Path)
 	}
 	return written, nil
+}
+
+// stateLine is a line of a server-state file: a row of the answer with
+// cfg's weight and admin state put in. Rows are written field by field,
+// not copied.
+type stateLine struct {
+	row           []string
+	weight, admin int
+}
+
+// stateLines returns, by backend, the lines of the servers whose running
+// state a reload into cfg may keep (see SaveState), and their size.
+func (ls *LiveState) stateLines(cfg *Config, col map[string]int) (lines map[string][]stateLine, size int) {
+	servers := cfg.serversByName()
+	lines = map[string][]stateLine{}
+	cBe, cName, cAddr, cPort := col["be_name"], col["srv_name"], col["srv_addr"], col["srv_port"]
+	for i, f := range ls.tab.rows {
+		be, name := f[cBe], f[cName]
+		srv, ok := servers[be][name]
+		if !ok {
+			continue
+		}
+		ip, err := parseIP(srv.Addr)
+		if err != nil {
+			continue
+		}
+		live, err := parseIP(f[cAddr])
+		if port, perr := strconv.Atoi(f[cPort]); err != nil || perr != nil || live.Unmap() != ip.Unmap() || port != srv.Port {
+			continue
+		}
+		// A server in maintenance is stopped and its checks are paused:
+		// its operational state says nothing about its health. Loaded
+		// for a server the new config enables, it would keep the server
+		// down (for good when it has no checks to bring it up).
+		if st := ls.States[i]; st.Maint() || st.AdminMaint() {
+			continue
+		}
+		admin := 0
+		switch srv.state() {
+		case StateMaint:
+			admin = AdminFMaint | AdminCMaint
+		case StateDrain:
+			admin = AdminFDrain
+		}
+		lines[be] = append(lines[be], stateLine{f, srv.Weight, admin})
+		size += len(f) + 8 // separators, and room for the numbers put in
+		for _, field := range f {
+			size += len(field)
+		}
+	}
+	return lines, size
 }
 
 // RemoveStateFiles removes the server-state files cfg declares, so that

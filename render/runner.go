@@ -120,13 +120,14 @@ type group struct {
 	// (or one Apply).
 	lastReload time.Time
 	reloadTook time.Duration // how long the last confirmed reload took to show a new worker
+	gc         *collector
 }
 
 func newGroup(targets []*Target, log *slog.Logger) *group {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &group{kick: make(chan struct{}, 1), log: log}
+	g := &group{kick: make(chan struct{}, 1), log: log, gc: newCollector()}
 	for _, t := range targets {
 		g.add(t, WaitConfig{})
 	}
@@ -211,10 +212,7 @@ func (g *group) run(ctx context.Context, src Source) {
 		if snap == nil {
 			continue // not read yet; the first update kicks us
 		}
-		failed := false
-		for _, res := range g.applyOnce(ctx, snap, force) {
-			failed = failed || res.err != nil
-		}
+		failed := g.applyAll(ctx, snap, force)
 		force = false
 		var next time.Duration
 		retryAt = time.Time{}
@@ -240,6 +238,18 @@ func (g *group) run(ctx context.Context, src Source) {
 
 // reconcileEvery is the shortest reconcile interval of the group's
 // runtimes; 0 when none reconciles.
+// applyAll applies snap to the group and reports whether a target
+// failed. A garbage collection that the next apply would start is started
+// now, between the two (see collector).
+func (g *group) applyAll(ctx context.Context, snap *schema.Snapshot, force bool) (failed bool) {
+	g.gc.start()
+	defer g.gc.done()
+	for _, res := range g.applyOnce(ctx, snap, force) {
+		failed = failed || res.err != nil
+	}
+	return failed
+}
+
 func (g *group) reconcileEvery() time.Duration {
 	var d time.Duration
 	for _, t := range g.targets {
