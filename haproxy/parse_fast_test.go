@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -277,6 +279,9 @@ func TestParseLiveStateErrors(t *testing.T) {
 		{"1\n" + header + "3 web 1\n", "3 fields for 11 columns"},
 		{"1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_fqdn\n3 web 1 web-0 10.0.0.1 2 0 100 100 -\n", "no column srv_port"},
 		{"1\n" + header + "3 web 1 web-0 10.0.0.1 2 0 x 100 - 8080\n", `srv_uweight = "x"`},
+		// Columns are read in order: a bad number before a missing column
+		// is what is wrong first.
+		{"1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_fqdn\nx web 1 web-0 10.0.0.1 2 0 100 100 -\n", `be_id = "x"`},
 	}
 	for _, tc := range tests {
 		_, err := parseLiveState(tc.out)
@@ -291,5 +296,44 @@ func TestParseLiveStateErrors(t *testing.T) {
 	ls, err = parseLiveState("1\n" + header + row + "\n" + row)
 	if err != nil || len(ls.States) != 2 || ls.States[1].Name != "web-0" || ls.States[1].FQDN != "" || ls.States[1].Port != 8080 || ls.States[0].Field("srv_name") != "web-0" {
 		t.Errorf("two rows: %+v, %v", ls, err)
+	}
+}
+
+// TestSaveStateWritesOnlyWhatTheConfigSays: a running server is written to
+// the state file only when its port reads exactly as the config's (a
+// "08080" is another text, and the old comparison was of text), and each
+// state file holds only its own backends' lines.
+func TestSaveStateWritesOnlyWhatTheConfigSays(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := Parse([]byte("global\n    server-state-base " + dir + "\n\ndefaults\n    load-server-state-from-file local\n\n" +
+		"backend a\n    server s1 10.0.0.1:8080 weight 5\n    server s2 10.0.0.2:8080 weight 5 disabled\n\n" +
+		"backend b\n    server s1 10.0.0.3:8080 weight 7\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const header = "# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_fqdn srv_port\n"
+	ls, err := parseLiveState("1\n" + header +
+		"1 a 1 s1 10.0.0.1 2 0 1 1 - 8080\n" +
+		"1 a 2 s2 10.0.0.2 2 0 1 1 - 08080\n" +
+		"2 b 1 s1 10.0.0.3 2 0 1 1 - 8080\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := ls.SaveState(cfg)
+	if err != nil || len(files) != 2 {
+		t.Fatalf("SaveState = %v, %v; want two files", files, err)
+	}
+	want := map[string]string{
+		"a": "1\n" + header + "1 a 1 s1 10.0.0.1 2 0 5 5 - 8080\n",
+		"b": "1\n" + header + "2 b 1 s1 10.0.0.3 2 0 7 7 - 8080\n",
+	}
+	for _, f := range files {
+		got, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w := want[filepath.Base(f)]; string(got) != w {
+			t.Errorf("%s = %q, want %q", f, got, w)
+		}
 	}
 }

@@ -174,6 +174,27 @@ func stateIndex(cols map[string]int) (idx [len(stateColumns)]int, err error) {
 	return idx, nil
 }
 
+// firstRowError is the error of an answer that lacks a column (missing):
+// a bad number in an earlier column of the first row, if there is one, as
+// the columns are read in order.
+func firstRowError(cols map[string]int, row []string, missing error) error {
+	for k, col := range stateColumns {
+		i, ok := cols[col]
+		if !ok {
+			return missing
+		}
+		if stateNumeric[k] {
+			if _, err := strconv.Atoi(row[i]); err != nil {
+				return fmt.Errorf("%w: show servers state: %s = %q", ErrProtocol, col, row[i])
+			}
+		}
+	}
+	return missing
+}
+
+// stateNumeric marks the stateColumns that hold numbers.
+var stateNumeric = [len(stateColumns)]bool{0: true, 2: true, 5: true, 7: true, 8: true, 9: true, 10: true}
+
 // newServerState makes a ServerState of one row of a stateTable, whose
 // header cols indexes and idx locates stateColumns in.
 func newServerState(cols map[string]int, idx *[len(stateColumns)]int, f []string) (ServerState, error) {
@@ -255,7 +276,7 @@ func parseLiveState(out string) (*LiveState, error) {
 	}
 	idx, err := stateIndex(cols)
 	if err != nil {
-		return nil, err
+		return nil, firstRowError(cols, tab.rows[0], err)
 	}
 	for _, f := range tab.rows {
 		st, err := newServerState(cols, &idx, f)

@@ -169,7 +169,11 @@ func (ls *LiveState) SaveState(cfg *Config) ([]string, error) {
 	cUW, cIW, cAdmin := col["srv_uweight"], col["srv_iweight"], col["srv_admin_state"]
 	var written []string
 	for _, sf := range files {
-		b := make([]byte, 0, size+256)
+		n := 256
+		for _, be := range sf.Backends {
+			n += size[be]
+		}
+		b := make([]byte, 0, n)
 		b = append(b, "1\n# "+strings.Join(tab.header, " ")+"\n"...)
 		for _, be := range sf.Backends {
 			for _, l := range lines[be] {
@@ -207,9 +211,9 @@ type stateLine struct {
 
 // stateLines returns, by backend, the lines of the servers whose running
 // state a reload into cfg may keep (see SaveState), and their size.
-func (ls *LiveState) stateLines(cfg *Config, col map[string]int) (lines map[string][]stateLine, size int) {
+func (ls *LiveState) stateLines(cfg *Config, col map[string]int) (lines map[string][]stateLine, size map[string]int) {
 	servers := cfg.serversByName()
-	lines = map[string][]stateLine{}
+	lines, size = map[string][]stateLine{}, map[string]int{}
 	cBe, cName, cAddr, cPort := col["be_name"], col["srv_name"], col["srv_addr"], col["srv_port"]
 	for i, f := range ls.tab.rows {
 		be, name := f[cBe], f[cName]
@@ -222,7 +226,8 @@ func (ls *LiveState) stateLines(cfg *Config, col map[string]int) (lines map[stri
 			continue
 		}
 		live, err := parseIP(f[cAddr])
-		if port, perr := strconv.Atoi(f[cPort]); err != nil || perr != nil || live.Unmap() != ip.Unmap() || port != srv.Port {
+		var buf [20]byte // the port as HAProxy prints it, compared as text as it always was
+		if err != nil || live.Unmap() != ip.Unmap() || string(strconv.AppendInt(buf[:0], int64(srv.Port), 10)) != f[cPort] {
 			continue
 		}
 		// A server in maintenance is stopped and its checks are paused:
@@ -240,9 +245,9 @@ func (ls *LiveState) stateLines(cfg *Config, col map[string]int) (lines map[stri
 			admin = AdminFDrain
 		}
 		lines[be] = append(lines[be], stateLine{f, srv.Weight, admin})
-		size += len(f) + 8 // separators, and room for the numbers put in
+		size[be] += len(f) + 8 // separators, and room for the numbers put in
 		for _, field := range f {
-			size += len(field)
+			size[be] += len(field)
 		}
 	}
 	return lines, size

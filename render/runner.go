@@ -236,8 +236,6 @@ func (g *group) run(ctx context.Context, src Source) {
 	}
 }
 
-// reconcileEvery is the shortest reconcile interval of the group's
-// runtimes; 0 when none reconciles.
 // applyAll applies snap to the group and reports whether a target
 // failed. A garbage collection that the next apply would start is started
 // now, between the two (see collector).
@@ -250,6 +248,8 @@ func (g *group) applyAll(ctx context.Context, snap *schema.Snapshot, force bool)
 	return failed
 }
 
+// reconcileEvery is the shortest reconcile interval of the group's
+// runtimes; 0 when none reconciles.
 func (g *group) reconcileEvery() time.Duration {
 	var d time.Duration
 	for _, t := range g.targets {

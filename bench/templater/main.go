@@ -562,10 +562,10 @@ func (c *cluster) burst(ctx context.Context, m int, p *process) error {
 	d := func(name string) float64 { return after[name] - before[name] }
 	fmt.Printf("- burst: %d changes to %d instances, %d writers: all acknowledged after %s; file reflected every one after %s\n",
 		m, c.n, writers, puts.Round(time.Millisecond), wall.Round(time.Millisecond))
-	fmt.Printf("- burst: templater CPU %.2f s (user+system) over %s; %.0f renders written, %.0f unchanged, %.0f skipped; %.0f watch events applied\n",
+	fmt.Printf("- burst: templater CPU %.2f s (user+system) over %s; %.0f renders written, %.0f unchanged, %.0f skipped; %.0f watch events applied; %.0f garbage collections\n",
 		cpu, wall.Round(time.Millisecond), d(`templater_renders_total{template="haproxy"}`),
 		d(`templater_renders_unchanged_total{template="haproxy"}`), d(`templater_renders_skipped_total{template="haproxy"}`),
-		d("registry_watch_events_total"))
+		d("registry_watch_events_total"), d("go_gc_duration_seconds_count"))
 	return nil
 }
 
