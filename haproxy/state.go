@@ -157,58 +157,51 @@ func columns(header []string) map[string]int {
 	return cols
 }
 
-// stateColumns are the columns a ServerState is made of, in the order a
-// missing one is reported.
+// stateColumns are the columns a ServerState is made of, in the order
+// they are read: the first missing or malformed one is reported.
 var stateColumns = [...]string{"be_id", "be_name", "srv_id", "srv_name", "srv_addr", "srv_port", "srv_fqdn",
 	"srv_op_state", "srv_admin_state", "srv_uweight", "srv_iweight"}
 
-// stateIndex finds stateColumns in cols, once for a whole answer.
-func stateIndex(cols map[string]int) (idx [len(stateColumns)]int, err error) {
+// stateIndex finds stateColumns in cols, once for a whole answer; -1 for
+// a column the answer lacks.
+func stateIndex(cols map[string]int) (idx [len(stateColumns)]int) {
 	for k, col := range stateColumns {
 		i, ok := cols[col]
 		if !ok {
-			return idx, fmt.Errorf("%w: show servers state: no column %s", ErrProtocol, col)
+			i = -1
 		}
 		idx[k] = i
 	}
-	return idx, nil
+	return idx
 }
-
-// firstRowError is the error of an answer that lacks a column (missing):
-// a bad number in an earlier column of the first row, if there is one, as
-// the columns are read in order.
-func firstRowError(cols map[string]int, row []string, missing error) error {
-	for k, col := range stateColumns {
-		i, ok := cols[col]
-		if !ok {
-			return missing
-		}
-		if stateNumeric[k] {
-			if _, err := strconv.Atoi(row[i]); err != nil {
-				return fmt.Errorf("%w: show servers state: %s = %q", ErrProtocol, col, row[i])
-			}
-		}
-	}
-	return missing
-}
-
-// stateNumeric marks the stateColumns that hold numbers.
-var stateNumeric = [len(stateColumns)]bool{0: true, 2: true, 5: true, 7: true, 8: true, 9: true, 10: true}
 
 // newServerState makes a ServerState of one row of a stateTable, whose
 // header cols indexes and idx locates stateColumns in.
 func newServerState(cols map[string]int, idx *[len(stateColumns)]int, f []string) (ServerState, error) {
 	st := ServerState{row: f, cols: cols}
 	var err error
+	field := func(k int) (string, bool) {
+		if idx[k] < 0 {
+			if err == nil {
+				err = fmt.Errorf("%w: show servers state: no column %s", ErrProtocol, stateColumns[k])
+			}
+			return "", false
+		}
+		return f[idx[k]], true
+	}
 	num := func(k int) int {
-		n, e := strconv.Atoi(f[idx[k]])
+		v, ok := field(k)
+		if !ok {
+			return 0
+		}
+		n, e := strconv.Atoi(v)
 		if e != nil && err == nil {
-			err = fmt.Errorf("%w: show servers state: %s = %q", ErrProtocol, stateColumns[k], f[idx[k]])
+			err = fmt.Errorf("%w: show servers state: %s = %q", ErrProtocol, stateColumns[k], v)
 		}
 		return n
 	}
 	text := func(k int) string {
-		if v := f[idx[k]]; v != "-" {
+		if v, _ := field(k); v != "-" {
 			return v
 		}
 		return ""
@@ -271,13 +264,7 @@ func parseLiveState(out string) (*LiveState, error) {
 	}
 	ls := &LiveState{tab: tab, States: make([]ServerState, 0, len(tab.rows))}
 	cols := columns(tab.header)
-	if len(tab.rows) == 0 {
-		return ls, nil
-	}
-	idx, err := stateIndex(cols)
-	if err != nil {
-		return nil, firstRowError(cols, tab.rows[0], err)
-	}
+	idx := stateIndex(cols)
 	for _, f := range tab.rows {
 		st, err := newServerState(cols, &idx, f)
 		if err != nil {
